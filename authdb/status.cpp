@@ -1,0 +1,44 @@
+// See status.h.
+#include "authdb/status.h"
+
+#include <ctime>
+
+#include <nlohmann/json.hpp>
+
+#include "shared/fsutil.h"
+
+namespace rg::authdb {
+
+std::string iso8601(int64_t t) {
+  std::time_t tt = static_cast<std::time_t>(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string render_status(const std::vector<Grant>& grants, int64_t now) {
+  nlohmann::ordered_json root;
+  root["generated_at"] = iso8601(now);
+  auto& list = root["grants"] = nlohmann::ordered_json::array();
+  for (const auto& g : grants) {
+    if (!(now < g.expires_at)) continue;
+    nlohmann::ordered_json e;
+    e["ip"] = g.ip;
+    e["user"] = g.user;
+    e["method"] = g.method;
+    e["granted_at"] = iso8601(g.granted_at);
+    e["expires_at"] = iso8601(g.expires_at);
+    e["last_used_at"] = g.last_used_at ? nlohmann::ordered_json(iso8601(*g.last_used_at)) : nlohmann::ordered_json(nullptr);
+    list.push_back(std::move(e));
+  }
+  return root.dump(2) + "\n";
+}
+
+void write_status_file(const std::filesystem::path& path, const std::vector<Grant>& grants, int64_t now) {
+  if (path.has_parent_path()) fsutil::make_dirs(path.parent_path());
+  fsutil::atomic_write(path, render_status(grants, now), 0644);
+}
+
+}  // namespace rg::authdb

@@ -1,0 +1,20 @@
+// The JSON status file (DESIGN.md): {"generated_at", "grants": [{ip, user, method,
+// granted_at, expires_at, last_used_at}]}, ISO-8601 UTC. Written atomically; lists only
+// live grants (callers pass AuthDb::list(now), which never returns expired rows).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "authdb/authdb.h"
+
+namespace rg::authdb {
+
+std::string iso8601(int64_t unix_seconds);  // "2026-11-26T03:34:34Z"
+std::string render_status(const std::vector<Grant>& grants, int64_t now);
+// Renders and atomically replaces `path` (temp file, fsync, rename, fsync of the folder).
+void write_status_file(const std::filesystem::path& path, const std::vector<Grant>& grants, int64_t now);
+
+}  // namespace rg::authdb

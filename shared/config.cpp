@@ -1,0 +1,279 @@
+// Strict JSON config reader: walks each object once, marks the keys it knows and reports
+// the first unknown key or wrong type with its full path (e.g. `smtpd.listen[1].port`).
+#include "shared/config.h"
+
+#include <unistd.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "shared/ip.h"
+
+namespace rg::config {
+namespace {
+
+using json = nlohmann::json;
+
+std::string describe(const json& v) {
+  std::string s = v.dump();
+  if (s.size() > 60) s = s.substr(0, 57) + "...";
+  return s;
+}
+
+// Reads one JSON object; every get_* marks its key as known; finish() rejects the rest.
+class ObjectReader {
+ public:
+  ObjectReader(const json& obj, std::string path, const std::string& file)
+      : obj_(obj), path_(std::move(path)), file_(file) {
+    if (!obj_.is_object()) fail(path_.empty() ? "(top level)" : path_, "expected an object", obj_);
+  }
+
+  [[noreturn]] void fail(const std::string& key, const std::string& what, const json& got) const {
+    throw ConfigError(file_ + ": " + key + ": " + what + ", got " + describe(got));
+  }
+  std::string key_path(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
+
+  const json* find(const std::string& key) {
+    known_.insert(key);
+    auto it = obj_.find(key);
+    return it == obj_.end() ? nullptr : &*it;
+  }
+
+  void get_string(const std::string& key, std::string& out, bool allow_empty = false) {
+    if (const json* v = find(key)) {
+      if (!v->is_string() || (!allow_empty && v->get_ref<const std::string&>().empty()))
+        fail(key_path(key), allow_empty ? "expected a string" : "expected a non-empty string", *v);
+      out = v->get<std::string>();
+    }
+  }
+  void get_path(const std::string& key, fs::path& out, const fs::path& base) {
+    std::string s;
+    if (find(key) == nullptr) return;
+    get_string(key, s);
+    out = fs::path(s).is_absolute() ? fs::path(s) : base / s;
+  }
+  void get_bool(const std::string& key, bool& out) {
+    if (const json* v = find(key)) {
+      if (!v->is_boolean()) fail(key_path(key), "expected true or false", *v);
+      out = v->get<bool>();
+    }
+  }
+  void get_int(const std::string& key, int64_t& out, int64_t lo, int64_t hi) {
+    if (const json* v = find(key)) {
+      if (!v->is_number_integer() || v->get<int64_t>() < lo || v->get<int64_t>() > hi)
+        fail(key_path(key), "expected an integer " + std::to_string(lo) + "-" + std::to_string(hi), *v);
+      out = v->get<int64_t>();
+    }
+  }
+  void get_string_list(const std::string& key, std::vector<std::string>& out) {
+    if (const json* v = find(key)) {
+      if (!v->is_array()) fail(key_path(key), "expected an array of strings", *v);
+      out.clear();
+      for (size_t i = 0; i < v->size(); ++i) {
+        const json& e = (*v)[i];
+        if (!e.is_string() || e.get_ref<const std::string&>().empty())
+          fail(key_path(key) + "[" + std::to_string(i) + "]", "expected a non-empty string", e);
+        out.push_back(e.get<std::string>());
+      }
+    }
+  }
+  template <class Enum, size_t N>
+  void get_enum(const std::string& key, Enum& out, const std::pair<const char*, Enum> (&names)[N]) {
+    if (const json* v = find(key)) {
+      std::string expected = "expected one of";
+      for (auto& [n, e] : names) {
+        expected += std::string(" \"") + n + "\"";
+        if (v->is_string() && v->get_ref<const std::string&>() == n) {
+          out = e;
+          return;
+        }
+      }
+      fail(key_path(key), expected, *v);
+    }
+  }
+
+  void finish() const {
+    for (auto it = obj_.begin(); it != obj_.end(); ++it)
+      if (!known_.count(it.key()))
+        throw ConfigError(file_ + ": " + key_path(it.key()) + ": unknown key");
+  }
+
+ private:
+  const json& obj_;
+  std::string path_;
+  const std::string& file_;
+  std::set<std::string> known_;
+};
+
+constexpr std::pair<const char*, TlsMode> kTlsModes[] = {
+    {"none", TlsMode::None}, {"starttls", TlsMode::StartTls},
+    {"required", TlsMode::Required}, {"implicit", TlsMode::Implicit}};
+constexpr std::pair<const char*, SmtpMode> kSmtpModes[] = {
+    {"relay", SmtpMode::Relay}, {"submission", SmtpMode::Submission},
+    {"submissions", SmtpMode::Submissions}};
+
+void read_listeners(ObjectReader& parent, const std::string& key, std::vector<Listener>& out,
+                    bool smtp, const std::string& file) {
+  const json* v = parent.find(key);
+  if (v == nullptr) return;
+  if (!v->is_array()) parent.fail(parent.key_path(key), "expected an array of listener objects", *v);
+  out.clear();
+  for (size_t i = 0; i < v->size(); ++i) {
+    std::string path = parent.key_path(key) + "[" + std::to_string(i) + "]";
+    ObjectReader r((*v)[i], path, file);
+    Listener l;
+    l.tls = TlsMode::None;
+    int64_t port = -1;
+    r.get_string("address", l.address);
+    r.get_int("port", port, 1, 65535);
+    r.get_enum("tls", l.tls, kTlsModes);
+    if (smtp) r.get_enum("mode", l.mode, kSmtpModes);
+    r.finish();
+    if (l.address.empty()) throw ConfigError(file + ": " + path + ".address: required");
+    if (port < 0) throw ConfigError(file + ": " + path + ".port: required");
+    if (!canonical_ip(l.address))
+      throw ConfigError(file + ": " + path + ".address: expected an IPv4 or IPv6 address, got \"" +
+                        l.address + "\"");
+    l.port = static_cast<uint16_t>(port);
+    if (smtp && l.mode == SmtpMode::Submissions && l.tls != TlsMode::Implicit)
+      throw ConfigError(file + ": " + path + ".tls: mode \"submissions\" needs \"implicit\" (RFC 8314)");
+    out.push_back(l);
+  }
+}
+
+std::string system_hostname() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
+  return buf;
+}
+
+bool valid_domain(const std::string& d) {
+  if (d.empty() || d.size() > 255 || d.front() == '.' || d.back() == '.') return false;
+  for (unsigned char c : d)
+    if (!(std::isalnum(c) || c == '-' || c == '.')) return false;
+  return d.find("..") == std::string::npos;
+}
+
+}  // namespace
+
+Config defaults(const fs::path& base_dir) {
+  Config c;
+  c.hostname = system_hostname();
+  c.database = base_dir / "var/relaygate.db";
+  c.status_file = base_dir / "var/status.json";
+  c.maildir_root = base_dir / "var/mail";
+  c.spool_dir = base_dir / "var/spool";
+  c.local_domains = {"example.test"};
+  c.tls.certificate = base_dir / "var/tls/cert.pem";
+  c.tls.private_key = base_dir / "var/tls/key.pem";
+  c.pop3d.listen = {{"127.0.0.1", 2110, TlsMode::StartTls, SmtpMode::Relay},
+                    {"127.0.0.1", 2995, TlsMode::Implicit, SmtpMode::Relay}};
+  c.smtpd.listen = {{"127.0.0.1", 2525, TlsMode::StartTls, SmtpMode::Relay},
+                    {"127.0.0.1", 2587, TlsMode::StartTls, SmtpMode::Submission},
+                    {"127.0.0.1", 2465, TlsMode::Implicit, SmtpMode::Submissions}};
+  return c;
+}
+
+Config parse(const std::string& text, const fs::path& name, const fs::path& base_dir) {
+  const std::string file = name.filename().string();
+  json root;
+  try {
+    root = json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw ConfigError(file + ": not valid JSON: " + e.what());
+  }
+  Config c = defaults(base_dir);
+  c.file = name;
+  ObjectReader r(root, "", file);
+  r.get_string("hostname", c.hostname);
+  r.get_path("database", c.database, base_dir);
+  r.get_path("status_file", c.status_file, base_dir);
+  r.get_path("maildir_root", c.maildir_root, base_dir);
+  r.get_path("spool_dir", c.spool_dir, base_dir);
+  r.get_string_list("local_domains", c.local_domains);
+  for (size_t i = 0; i < c.local_domains.size(); ++i) {
+    std::string& d = c.local_domains[i];
+    for (auto& ch : d) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (!valid_domain(d))
+      throw ConfigError(file + ": local_domains[" + std::to_string(i) + "]: expected a domain name, got \"" + d + "\"");
+  }
+  if (const json* v = r.find("tls")) {
+    ObjectReader t(*v, "tls", file);
+    t.get_path("certificate", c.tls.certificate, base_dir);
+    t.get_path("private_key", c.tls.private_key, base_dir);
+    t.finish();
+  }
+  if (const json* v = r.find("grants")) {
+    ObjectReader g(*v, "grants", file);
+    g.get_int("ttl_seconds", c.grants.ttl_seconds, 1, 30LL * 24 * 3600);
+    g.get_int("status_interval_seconds", c.grants.status_interval_seconds, 1, 60);
+    g.finish();
+  }
+  if (const json* v = r.find("auth")) {
+    ObjectReader a(*v, "auth", file);
+    a.get_bool("allow_plaintext_without_tls", c.auth.allow_plaintext_without_tls);
+    a.get_bool("digest_md5", c.auth.digest_md5);
+    a.get_int("failure_delay_max_ms", c.auth.failure_delay_max_ms, 0, 60000);
+    a.finish();
+  }
+  if (const json* v = r.find("pop3d")) {
+    ObjectReader p(*v, "pop3d", file);
+    read_listeners(p, "listen", c.pop3d.listen, false, file);
+    p.get_int("idle_timeout_seconds", c.pop3d.idle_timeout_seconds, 1, 86400);
+    p.get_int("max_connections", c.pop3d.max_connections, 1, 1000000);
+    p.get_int("max_connections_per_ip", c.pop3d.max_connections_per_ip, 1, 1000000);
+    p.get_int("max_bad_commands", c.pop3d.max_bad_commands, 1, 1000);
+    p.finish();
+  }
+  if (const json* v = r.find("smtpd")) {
+    ObjectReader s(*v, "smtpd", file);
+    read_listeners(s, "listen", c.smtpd.listen, true, file);
+    s.get_string_list("trusted_networks", c.smtpd.trusted_networks);
+    for (size_t i = 0; i < c.smtpd.trusted_networks.size(); ++i)
+      if (!parse_cidr(c.smtpd.trusted_networks[i]))
+        throw ConfigError(file + ": smtpd.trusted_networks[" + std::to_string(i) +
+                          "]: expected an address or CIDR block, got \"" + c.smtpd.trusted_networks[i] + "\"");
+    s.get_int("max_message_size", c.smtpd.max_message_size, 1024, 1LL << 40);
+    s.get_int("max_recipients", c.smtpd.max_recipients, 1, 100000);
+    s.get_int("max_connections", c.smtpd.max_connections, 1, 1000000);
+    s.get_int("max_connections_per_ip", c.smtpd.max_connections_per_ip, 1, 1000000);
+    s.get_int("max_errors", c.smtpd.max_errors, 1, 1000);
+    s.get_int("command_timeout_seconds", c.smtpd.command_timeout_seconds, 1, 86400);
+    s.get_int("data_timeout_seconds", c.smtpd.data_timeout_seconds, 1, 86400);
+    s.get_int("min_data_rate", c.smtpd.min_data_rate, 0, 1LL << 30);
+    s.get_int("greeting_pause_ms", c.smtpd.greeting_pause_ms, 0, 60000);
+    s.finish();
+  }
+  r.finish();
+  if (c.local_domains.empty()) throw ConfigError(file + ": local_domains: at least one domain is required");
+  return c;
+}
+
+Config load(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw ConfigError(file.string() + ": cannot read the config file");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  fs::path abs = fs::absolute(file);
+  return parse(ss.str(), abs, abs.parent_path());
+}
+
+Config load_or_defaults(const fs::path& file) {
+  return file.empty() ? defaults(fs::current_path()) : load(file);
+}
+
+const char* to_string(TlsMode m) {
+  for (auto& [n, e] : kTlsModes)
+    if (e == m) return n;
+  return "?";
+}
+const char* to_string(SmtpMode m) {
+  for (auto& [n, e] : kSmtpModes)
+    if (e == m) return n;
+  return "?";
+}
+
+}  // namespace rg::config

@@ -1,0 +1,346 @@
+// authdb: users, grant expiry boundaries, clock skew, canonical IPs, two writer processes,
+// migration, and faulty database files (each error must name the file).
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "authdb/authdb.h"
+#include "authdb/password.h"
+#include "authdb/users.h"
+
+namespace fs = std::filesystem;
+using rg::authdb::AuthDb;
+using rg::authdb::OpenMode;
+
+namespace {
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/rg-authdb-XXXXXX";
+    path_ = mkdtemp(tmpl);
+    fs::permissions(path_, fs::perms::all);  // the unprivileged read-only probe needs access
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  fs::path operator/(const std::string& s) const { return path_ / s; }
+
+ private:
+  fs::path path_;
+};
+
+constexpr int64_t T0 = 1'800'000'000;
+constexpr int64_t TTL = 1800;
+
+struct AuthDbTest : ::testing::Test {
+  TempDir dir;
+  fs::path file = dir / "relaygate.db";
+  AuthDb db{file, OpenMode::Create};
+  void SetUp() override { ASSERT_TRUE(db.add_user("alice", "$y$unused", std::nullopt, T0)); }
+};
+
+std::string error_of(const fs::path& f, OpenMode mode = OpenMode::MustExist) {
+  try {
+    AuthDb db(f, mode);
+    db.list(T0);
+  } catch (const rg::authdb::Error& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+TEST_F(AuthDbTest, GrantLivesUntilTtlMinusOneSecondOnly) {
+  ASSERT_TRUE(db.grant("192.0.2.1", "alice", "pop3", TTL, T0));
+  EXPECT_TRUE(db.is_authorized("192.0.2.1", T0));
+  EXPECT_TRUE(db.is_authorized("192.0.2.1", T0 + TTL - 1));
+  EXPECT_FALSE(db.is_authorized("192.0.2.1", T0 + TTL));      // expired, not yet purged
+  EXPECT_FALSE(db.is_authorized("192.0.2.1", T0 + TTL + 1));
+  EXPECT_FALSE(db.is_authorized("192.0.2.2", T0));
+  EXPECT_TRUE(db.list(T0 + TTL).empty());
+}
+
+TEST_F(AuthDbTest, ClockMovedBackwardsBeyondTtlDenies) {
+  ASSERT_TRUE(db.grant("192.0.2.1", "alice", "pop3", TTL, T0));
+  EXPECT_TRUE(db.is_authorized("192.0.2.1", T0 - 0));
+  EXPECT_FALSE(db.is_authorized("192.0.2.1", T0 - 1));  // expires_at - now = ttl + 1 > ttl
+  EXPECT_FALSE(db.is_authorized("192.0.2.1", T0 - 86400));
+  EXPECT_EQ(db.purge_expired(T0 - 86400), 1);
+}
+
+TEST_F(AuthDbTest, RefreshMovesExpiryAndKeepsGrantTime) {
+  ASSERT_TRUE(db.grant("192.0.2.1", "alice", "pop3", TTL, T0));
+  db.touch("192.0.2.1", T0 + 5);
+  ASSERT_TRUE(db.grant("192.0.2.1", "alice", "apop", TTL, T0 + 100));
+  auto g = db.live_grant("192.0.2.1", T0 + TTL + 50);
+  ASSERT_TRUE(g);
+  EXPECT_EQ(g->granted_at, T0);
+  EXPECT_EQ(g->refreshed_at, T0 + 100);
+  EXPECT_EQ(g->expires_at, T0 + 100 + TTL);
+  EXPECT_EQ(g->method, "apop");
+  EXPECT_EQ(g->last_used_at, T0 + 5);
+  // After expiry a new login starts a new grant.
+  ASSERT_TRUE(db.grant("192.0.2.1", "alice", "pop3", TTL, T0 + 5000));
+  g = db.live_grant("192.0.2.1", T0 + 5000);
+  ASSERT_TRUE(g);
+  EXPECT_EQ(g->granted_at, T0 + 5000);
+  EXPECT_FALSE(g->last_used_at);
+}
+
+TEST_F(AuthDbTest, CanonicalIpv6AndMappedIpv4ShareOneKey) {
+  ASSERT_TRUE(db.grant("::ffff:192.0.2.9", "alice", "pop3", TTL, T0));
+  EXPECT_TRUE(db.is_authorized("192.0.2.9", T0));
+  EXPECT_TRUE(db.is_authorized("::FFFF:192.0.2.9", T0));
+  ASSERT_TRUE(db.grant("2001:DB8:0::1", "alice", "pop3", TTL, T0));
+  EXPECT_TRUE(db.is_authorized("2001:db8::1", T0));
+  EXPECT_FALSE(db.is_authorized("2001:db8::2", T0));
+  auto all = db.list(T0);
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].ip, "192.0.2.9");
+  EXPECT_EQ(all[1].ip, "2001:db8::1");
+  EXPECT_THROW(db.grant("not-an-ip", "alice", "pop3", TTL, T0), std::invalid_argument);
+  EXPECT_FALSE(db.is_authorized("not-an-ip", T0));
+}
+
+TEST_F(AuthDbTest, UnknownOrDisabledUserGetsNoGrant) {
+  EXPECT_FALSE(db.grant("192.0.2.1", "bob", "pop3", TTL, T0));
+  ASSERT_TRUE(db.grant("192.0.2.1", "alice", "pop3", TTL, T0));
+  ASSERT_TRUE(db.set_enabled("alice", false, T0));
+  EXPECT_FALSE(db.is_authorized("192.0.2.1", T0));
+  EXPECT_FALSE(db.grant("192.0.2.1", "alice", "pop3", TTL, T0));
+}
+
+TEST_F(AuthDbTest, RevokeAndDeleteUserRemoveGrants) {
+  ASSERT_TRUE(db.add_user("bob", "$y$unused", std::string("secret"), T0));
+  ASSERT_TRUE(db.grant("192.0.2.1", "alice", "pop3", TTL, T0));
+  ASSERT_TRUE(db.grant("192.0.2.2", "alice", "pop3", TTL, T0));
+  ASSERT_TRUE(db.grant("192.0.2.3", "bob", "apop", TTL, T0));
+  EXPECT_TRUE(db.revoke("192.0.2.1"));
+  EXPECT_FALSE(db.revoke("192.0.2.1"));
+  EXPECT_EQ(db.revoke_user("ALICE"), 1);
+  EXPECT_TRUE(db.delete_user("bob"));
+  EXPECT_TRUE(db.list(T0).empty());
+}
+
+TEST_F(AuthDbTest, UserNamesAreCaseInsensitiveAndUnique) {
+  EXPECT_FALSE(db.add_user("ALICE", "$y$x", std::nullopt, T0));
+  auto u = db.find_user("Alice");
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->name, "alice");
+  EXPECT_FALSE(u->legacy_secret);
+  EXPECT_FALSE(db.find_user("nobody"));
+}
+
+TEST_F(AuthDbTest, PurgeDropsOnlyExpired) {
+  ASSERT_TRUE(db.grant("192.0.2.1", "alice", "pop3", 10, T0));
+  ASSERT_TRUE(db.grant("192.0.2.2", "alice", "pop3", 100, T0));
+  EXPECT_EQ(db.purge_expired(T0 + 10), 1);
+  EXPECT_EQ(db.list(T0 + 10).size(), 1u);
+}
+
+TEST_F(AuthDbTest, FailureCountersEscalateAndExpire) {
+  EXPECT_EQ(db.failure_count("192.0.2.1", T0), 0);
+  db.record_failure("192.0.2.1", T0);
+  db.record_failure("192.0.2.1", T0 + 1);
+  EXPECT_EQ(db.failure_count("192.0.2.1", T0 + 1), 2);
+  EXPECT_EQ(db.failure_count("192.0.2.1", T0 + 1 + AuthDb::kFailureWindowSeconds), 0);
+  db.clear_failures("192.0.2.1");
+  EXPECT_EQ(db.failure_count("192.0.2.1", T0 + 2), 0);
+}
+
+// Two processes write grants into one file while the parent reads: nothing lost, no error.
+TEST(AuthDbConcurrency, TwoProcessesWriteAtOnce) {
+  TempDir dir;
+  fs::path file = dir / "shared.db";
+  {
+    AuthDb db(file, OpenMode::Create);
+    ASSERT_TRUE(db.add_user("alice", "$y$unused", std::nullopt, T0));
+  }
+  constexpr int kPerChild = 300;
+  pid_t kids[2];
+  for (int k = 0; k < 2; ++k) {
+    kids[k] = fork();
+    ASSERT_GE(kids[k], 0);
+    if (kids[k] == 0) {
+      int rc = 0;
+      try {
+        AuthDb db(file, OpenMode::MustExist);
+        for (int i = 0; i < kPerChild; ++i) {
+          std::string ip = "10." + std::to_string(k) + "." + std::to_string(i / 256) + "." + std::to_string(i % 256);
+          if (!db.grant(ip, "alice", "pop3", TTL, T0)) rc = 3;
+          if (!db.is_authorized(ip, T0)) rc = 4;
+          db.record_failure("shared", T0);
+        }
+      } catch (...) {
+        rc = 2;
+      }
+      _exit(rc);
+    }
+  }
+  {
+    AuthDb reader(file, OpenMode::MustExist);
+    for (int i = 0; i < 200; ++i) (void)reader.list(T0);
+  }
+  for (pid_t kid : kids) {
+    int status = 0;
+    ASSERT_EQ(waitpid(kid, &status, 0), kid);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+  }
+  AuthDb db(file, OpenMode::MustExist);
+  EXPECT_EQ(db.list(T0).size(), 2u * kPerChild);
+  EXPECT_EQ(db.failure_count("shared", T0), 2 * kPerChild);
+}
+
+TEST(AuthDbFiles, MigratesFromSchemaVersionOne) {
+  TempDir dir;
+  fs::path file = dir / "v1.db";
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(file.c_str(), &raw), SQLITE_OK);
+  const char* v1 =
+      "CREATE TABLE schema_version(version INTEGER NOT NULL); INSERT INTO schema_version VALUES(1);"
+      "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE,"
+      " enabled INTEGER NOT NULL DEFAULT 1, password_hash TEXT NOT NULL, legacy_secret TEXT,"
+      " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+      "CREATE TABLE grants(ip TEXT PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+      " method TEXT NOT NULL, granted_at INTEGER NOT NULL, refreshed_at INTEGER NOT NULL,"
+      " expires_at INTEGER NOT NULL, last_used_at INTEGER, ttl INTEGER NOT NULL);"
+      "INSERT INTO users VALUES(1, 'carol', 1, '$y$x', NULL, 1, 1);"
+      "INSERT INTO grants VALUES('192.0.2.5', 1, 'pop3', 1800000000, 1800000000, 1800001800, NULL, 1800);";
+  ASSERT_EQ(sqlite3_exec(raw, v1, nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(raw);
+  AuthDb db(file, OpenMode::MustExist);
+  EXPECT_EQ(db.schema_version(), AuthDb::kSchemaVersion);
+  EXPECT_TRUE(db.is_authorized("192.0.2.5", T0));
+  EXPECT_TRUE(db.find_user("carol"));
+  db.record_failure("192.0.2.5", T0);  // table added by migration 2
+  EXPECT_EQ(db.failure_count("192.0.2.5", T0), 1);
+}
+
+TEST(AuthDbFiles, MissingFileIsNamed) {
+  TempDir dir;
+  std::string e = error_of(dir / "missing.db");
+  EXPECT_NE(e.find("missing.db"), std::string::npos) << e;
+  EXPECT_NE(e.find("does not exist"), std::string::npos) << e;
+  e = error_of(dir / "no-such-folder/x.db", OpenMode::Create);
+  EXPECT_NE(e.find("no-such-folder"), std::string::npos) << e;
+}
+
+TEST(AuthDbFiles, CorruptFileIsNamed) {
+  TempDir dir;
+  fs::path file = dir / "corrupt.db";
+  std::ofstream(file) << std::string(4096, 'x');
+  std::string e = error_of(file);
+  EXPECT_NE(e.find("corrupt.db"), std::string::npos) << e;
+  EXPECT_NE(e.find("corrupt or not a relaygate database"), std::string::npos) << e;
+}
+
+TEST(AuthDbFiles, ForeignSqliteFileIsRefused) {
+  TempDir dir;
+  fs::path file = dir / "foreign.db";
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(file.c_str(), &raw), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(raw, "CREATE TABLE t(x)", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(raw);
+  std::string e = error_of(file);
+  EXPECT_NE(e.find("foreign.db"), std::string::npos) << e;
+  EXPECT_NE(e.find("not a relaygate database"), std::string::npos) << e;
+}
+
+TEST(AuthDbFiles, NewerSchemaIsRefused) {
+  TempDir dir;
+  fs::path file = dir / "newer.db";
+  { AuthDb db(file, OpenMode::Create); }
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(file.c_str(), &raw), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(raw, "UPDATE schema_version SET version=99", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(raw);
+  std::string e = error_of(file);
+  EXPECT_NE(e.find("newer.db"), std::string::npos) << e;
+  EXPECT_NE(e.find("schema version 99 is newer"), std::string::npos) << e;
+}
+
+// Root ignores file modes, so the read-only probe runs as an unprivileged uid then.
+TEST(AuthDbFiles, ReadOnlyFileIsNamed) {
+  TempDir dir;
+  fs::path file = dir / "ro.db";
+  {
+    AuthDb db(file, OpenMode::Create);
+    ASSERT_TRUE(db.add_user("alice", "$y$x", std::nullopt, T0));
+  }
+  fs::remove(dir / "ro.db-wal");
+  fs::remove(dir / "ro.db-shm");
+  ASSERT_EQ(chmod(file.c_str(), 0444), 0);
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  pid_t kid = fork();
+  ASSERT_GE(kid, 0);
+  if (kid == 0) {
+    close(pipefd[0]);
+    if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(5);
+    std::string e;
+    try {
+      AuthDb db(file, OpenMode::MustExist);
+      db.grant("192.0.2.1", "alice", "pop3", TTL, T0);
+      e = "<no error>";
+    } catch (const rg::authdb::Error& err) {
+      e = err.what();
+    }
+    ssize_t n = write(pipefd[1], e.data(), e.size());
+    _exit(n < 0 ? 6 : 0);
+  }
+  close(pipefd[1]);
+  std::string e;
+  char buf[512];
+  ssize_t n;
+  while ((n = read(pipefd[0], buf, sizeof buf)) > 0) e.append(buf, static_cast<size_t>(n));
+  close(pipefd[0]);
+  int status = 0;
+  waitpid(kid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_NE(e.find("ro.db"), std::string::npos) << e;
+  EXPECT_NE(e.find("permissions"), std::string::npos) << e;
+}
+
+TEST(Password, HashVerifyAndImportedSchemes) {
+  std::string h = rg::authdb::hash_password("correct horse");
+  EXPECT_EQ(h.rfind("$y$", 0), 0u);
+  EXPECT_TRUE(rg::authdb::verify_password(h, "correct horse"));
+  EXPECT_FALSE(rg::authdb::verify_password(h, "correct horsE"));
+  EXPECT_FALSE(rg::authdb::verify_password(h, ""));
+  // SHA512-CRYPT as Dovecot and /etc/shadow store it: `openssl passwd -6 -salt saltsalt secret`.
+  const char* sha512 = "$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
+  EXPECT_TRUE(rg::authdb::is_supported_hash(sha512));
+  EXPECT_TRUE(rg::authdb::verify_password(sha512, "secret"));
+  EXPECT_FALSE(rg::authdb::verify_password(sha512, "Secret"));
+  EXPECT_FALSE(rg::authdb::is_supported_hash("plaintext"));
+  EXPECT_FALSE(rg::authdb::is_supported_hash("$6$"));
+  EXPECT_FALSE(rg::authdb::verify_password("!locked", "x"));
+  EXPECT_FALSE(rg::authdb::verify_dummy("anything"));
+  EXPECT_FALSE(rg::authdb::verify_password(h, std::string(1025, 'a')));
+}
+
+TEST(UserNames, RejectsUnsafeNames) {
+  using rg::authdb::user_name_problem;
+  for (const char* ok : {"alice", "a.b", "a-b_c+d", "A1"}) EXPECT_FALSE(user_name_problem(ok)) << ok;
+  for (std::string bad : {std::string(""), std::string("a/b"), std::string(".."), std::string(".hidden"),
+                          std::string("a\nb"), std::string("a\0b", 3), std::string("a b"), std::string("a@b"),
+                          std::string(65, 'a'), std::string("-x"), std::string("a..b"), std::string("\xc3\xa9")})
+    EXPECT_TRUE(user_name_problem(bad)) << bad;
+  EXPECT_FALSE(user_name_problem(std::string(64, 'a')));
+}
+
+TEST(UserNames, LoginMapsLocalAddressesOnly) {
+  std::vector<std::string> domains = {"example.test"};
+  EXPECT_EQ(rg::authdb::login_to_user("Alice", domains), "alice");
+  EXPECT_EQ(rg::authdb::login_to_user("alice@EXAMPLE.test", domains), "alice");
+  EXPECT_FALSE(rg::authdb::login_to_user("alice@other.test", domains));
+  EXPECT_FALSE(rg::authdb::login_to_user("../etc", domains));
+  EXPECT_FALSE(rg::authdb::login_to_user("", domains));
+}
+
+}  // namespace

@@ -1,0 +1,113 @@
+// Strict config parsing: defaults, every error names the file and the key path.
+#include <gtest/gtest.h>
+
+#include "shared/config.h"
+
+namespace {
+
+using rg::config::ConfigError;
+using rg::config::parse;
+
+rg::config::Config P(const std::string& text) { return parse(text, "/etc/relaygate/relaygate.json", "/etc/relaygate"); }
+
+std::string error_of(const std::string& text) {
+  try {
+    P(text);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+TEST(Config, EmptyObjectGivesDesignDefaults) {
+  auto c = P("{}");
+  EXPECT_EQ(c.database, "/etc/relaygate/var/relaygate.db");
+  EXPECT_EQ(c.status_file, "/etc/relaygate/var/status.json");
+  EXPECT_EQ(c.grants.ttl_seconds, 1800);
+  EXPECT_FALSE(c.auth.allow_plaintext_without_tls);
+  ASSERT_EQ(c.pop3d.listen.size(), 2u);
+  EXPECT_EQ(c.pop3d.listen[1].port, 2995);
+  EXPECT_EQ(c.pop3d.listen[1].tls, rg::config::TlsMode::Implicit);
+  ASSERT_EQ(c.smtpd.listen.size(), 3u);
+  EXPECT_EQ(c.smtpd.listen[1].mode, rg::config::SmtpMode::Submission);
+  EXPECT_EQ(c.smtpd.max_message_size, 26214400);
+  EXPECT_EQ(c.smtpd.max_recipients, 100);
+  EXPECT_EQ(c.pop3d.idle_timeout_seconds, 600);
+}
+
+TEST(Config, ReadsEveryDesignKey) {
+  auto c = P(R"({
+    "hostname": "mail.example.test", "database": "/var/lib/relaygate/db.sqlite",
+    "status_file": "run/status.json", "maildir_root": "mail", "spool_dir": "spool",
+    "local_domains": ["Example.TEST", "other.test"],
+    "tls": {"certificate": "c.pem", "private_key": "k.pem"},
+    "grants": {"ttl_seconds": 60}, "auth": {"allow_plaintext_without_tls": true},
+    "pop3d": {"listen": [{"address": "::1", "port": 110, "tls": "starttls"}]},
+    "smtpd": {"listen": [{"address": "127.0.0.1", "port": 25, "mode": "relay", "tls": "none"}],
+              "trusted_networks": ["10.0.0.0/8", "::1"], "max_message_size": 1048576}})");
+  EXPECT_EQ(c.hostname, "mail.example.test");
+  EXPECT_EQ(c.database, "/var/lib/relaygate/db.sqlite");
+  EXPECT_EQ(c.status_file, "/etc/relaygate/run/status.json");
+  EXPECT_EQ(c.local_domains, (std::vector<std::string>{"example.test", "other.test"}));
+  EXPECT_EQ(c.tls.private_key, "/etc/relaygate/k.pem");
+  EXPECT_EQ(c.grants.ttl_seconds, 60);
+  EXPECT_TRUE(c.auth.allow_plaintext_without_tls);
+  EXPECT_EQ(c.pop3d.listen.at(0).address, "::1");
+  EXPECT_EQ(c.smtpd.listen.at(0).port, 25);
+  EXPECT_EQ(c.smtpd.trusted_networks.size(), 2u);
+  EXPECT_EQ(c.smtpd.max_message_size, 1048576);
+}
+
+TEST(Config, ErrorsNameFileAndKey) {
+  struct Case {
+    const char* text;
+    const char* message;
+  } cases[] = {
+      {R"({"smtpd": {"listen": [{"address": "127.0.0.1", "port": 25}, {"address": "127.0.0.1", "port": "x"}]}})",
+       "relaygate.json: smtpd.listen[1].port: expected an integer 1-65535, got \"x\""},
+      {R"({"smtpd": {"listen": [{"address": "127.0.0.1", "port": 65536}]}})",
+       "relaygate.json: smtpd.listen[0].port: expected an integer 1-65535, got 65536"},
+      {R"({"smtpd": {"listen": [{"address": "127.0.0.1", "port": 0}]}})",
+       "relaygate.json: smtpd.listen[0].port: expected an integer 1-65535, got 0"},
+      {R"({"hostnam": "x"})", "relaygate.json: hostnam: unknown key"},
+      {R"({"grants": {"ttl": 5}})", "relaygate.json: grants.ttl: unknown key"},
+      {R"({"grants": {"ttl_seconds": "5"}})", "relaygate.json: grants.ttl_seconds: expected an integer 1-2592000, got \"5\""},
+      {R"({"grants": {"ttl_seconds": 0}})", "relaygate.json: grants.ttl_seconds: expected an integer 1-2592000, got 0"},
+      {R"({"auth": {"allow_plaintext_without_tls": "yes"}})",
+       "relaygate.json: auth.allow_plaintext_without_tls: expected true or false, got \"yes\""},
+      {R"({"pop3d": {"listen": [{"address": "127.0.0.1", "port": 110, "tls": "ssl"}]}})",
+       "relaygate.json: pop3d.listen[0].tls: expected one of \"none\" \"starttls\" \"required\" \"implicit\", got \"ssl\""},
+      {R"({"pop3d": {"listen": [{"address": "127.0.0.1", "port": 110, "mode": "relay"}]}})",
+       "relaygate.json: pop3d.listen[0].mode: unknown key"},
+      {R"({"pop3d": {"listen": [{"address": "localhost", "port": 110}]}})",
+       "relaygate.json: pop3d.listen[0].address: expected an IPv4 or IPv6 address, got \"localhost\""},
+      {R"({"pop3d": {"listen": [{"port": 110}]}})", "relaygate.json: pop3d.listen[0].address: required"},
+      {R"({"smtpd": {"listen": [{"address": "::1", "port": 465, "mode": "submissions", "tls": "starttls"}]}})",
+       "relaygate.json: smtpd.listen[0].tls: mode \"submissions\" needs \"implicit\" (RFC 8314)"},
+      {R"({"local_domains": []})", "relaygate.json: local_domains: at least one domain is required"},
+      {R"({"local_domains": ["a..b"]})", "relaygate.json: local_domains[0]: expected a domain name, got \"a..b\""},
+      {R"({"local_domains": "example.test"})", "relaygate.json: local_domains: expected an array of strings, got \"example.test\""},
+      {R"({"smtpd": {"trusted_networks": ["10.0.0.0/33"]}})",
+       "relaygate.json: smtpd.trusted_networks[0]: expected an address or CIDR block, got \"10.0.0.0/33\""},
+      {R"({"database": ""})", "relaygate.json: database: expected a non-empty string, got \"\""},
+      {R"({"tls": []})", "relaygate.json: tls: expected an object, got []"},
+      {R"([])", "relaygate.json: (top level): expected an object, got []"},
+  };
+  for (const auto& c : cases) EXPECT_EQ(error_of(c.text), c.message) << c.text;
+}
+
+TEST(Config, InvalidJsonNamesTheFile) {
+  std::string e = error_of("{\"hostname\": ");
+  EXPECT_EQ(e.rfind("relaygate.json: not valid JSON", 0), 0u) << e;
+}
+
+TEST(Config, MissingFileNamesThePath) {
+  try {
+    rg::config::load("/nonexistent/relaygate.json");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/relaygate.json"), std::string::npos);
+  }
+}
+
+}  // namespace

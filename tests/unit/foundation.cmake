@@ -1,0 +1,7 @@
+# Foundation: config, IP forms, logging, authdb, status file.
+rg_unit_test(foundation_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/config_test.cpp
+          ${CMAKE_CURRENT_LIST_DIR}/ip_test.cpp
+          ${CMAKE_CURRENT_LIST_DIR}/authdb_test.cpp
+          ${CMAKE_CURRENT_LIST_DIR}/status_test.cpp
+  LIBS rg_authdb rg_common SQLite::SQLite3)

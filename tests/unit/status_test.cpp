@@ -1,0 +1,75 @@
+// Status file: format, expired grants never listed, atomic replacement under a polling reader.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "authdb/status.h"
+
+namespace fs = std::filesystem;
+using rg::authdb::Grant;
+
+namespace {
+
+TEST(StatusFile, RendersDesignFormatAndSkipsExpired) {
+  std::vector<Grant> grants = {
+      {"192.0.2.1", "alice", "pop3", 1800000000, 1800000000, 1800001800, std::nullopt, 1800},
+      {"2001:db8::1", "bob", "apop", 1800000000, 1800000100, 1800001900, 1800000200, 1800},
+      {"192.0.2.9", "old", "pop3", 1700000000, 1700000000, 1700001800, std::nullopt, 1800},
+  };
+  auto j = nlohmann::json::parse(rg::authdb::render_status(grants, 1800000500));
+  EXPECT_EQ(j["generated_at"], "2027-01-15T08:08:20Z");
+  ASSERT_EQ(j["grants"].size(), 2u);
+  EXPECT_EQ(j["grants"][0]["ip"], "192.0.2.1");
+  EXPECT_EQ(j["grants"][0]["user"], "alice");
+  EXPECT_EQ(j["grants"][0]["method"], "pop3");
+  EXPECT_EQ(j["grants"][0]["granted_at"], "2027-01-15T08:00:00Z");
+  EXPECT_EQ(j["grants"][0]["expires_at"], "2027-01-15T08:30:00Z");
+  EXPECT_TRUE(j["grants"][0]["last_used_at"].is_null());
+  EXPECT_EQ(j["grants"][1]["last_used_at"], "2027-01-15T08:03:20Z");
+}
+
+TEST(StatusFile, ReaderNeverSeesPartialJsonDuring1000Rewrites) {
+  char tmpl[] = "/tmp/rg-status-XXXXXX";
+  fs::path dir = mkdtemp(tmpl);
+  fs::path file = dir / "status.json";
+  std::vector<Grant> grants;
+  for (int i = 0; i < 200; ++i)
+    grants.push_back({"10.0." + std::to_string(i / 256) + "." + std::to_string(i % 256), "user" + std::to_string(i), "pop3",
+                      1800000000, 1800000000, 1800001800, std::nullopt, 1800});
+  rg::authdb::write_status_file(file, grants, 1800000000);
+  std::atomic<bool> done{false};
+  std::atomic<int> reads{0}, bad{0};
+  std::thread reader([&] {
+    while (!done) {
+      std::ifstream in(file);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      try {
+        auto j = nlohmann::json::parse(ss.str());
+        if (!j.contains("generated_at")) ++bad;
+      } catch (...) {
+        ++bad;
+      }
+      ++reads;
+    }
+  });
+  for (int i = 0; i < 1000; ++i) {
+    grants.resize(static_cast<size_t>(100 + i % 100));
+    rg::authdb::write_status_file(file, grants, 1800000000 + i);
+  }
+  done = true;
+  reader.join();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_GT(reads.load(), 0);
+  size_t leftovers = 0;
+  for (auto& e : fs::directory_iterator(dir)) leftovers += e.path().filename() != "status.json";
+  EXPECT_EQ(leftovers, 0u);  // no temp files left behind
+  fs::remove_all(dir);
+}
+
+}  // namespace
