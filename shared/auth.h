@@ -1,0 +1,58 @@
+// Credential checks both daemons share: login-name mapping, slow password verification on the
+// worker pool (with a dummy hash for unknown users), legacy-secret lookup for APOP/CRAM-MD5/
+// DIGEST-MD5, and the escalating failed-login delay kept in authdb per client network
+// (IPv4 address, IPv6 /64) so pop3d and smtpd slow down the same guesser.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "authdb/authdb.h"
+#include "shared/config.h"
+#include "shared/net/limits.h"
+
+namespace rg {
+
+struct AuthOutcome {
+  enum class Result { Ok, UnknownUser, BadPassword, Disabled, TempFail } result = Result::UnknownUser;
+  std::string user;  // canonical name when Ok
+  const char* reason() const;  // "ok", "unknown-user", ... for logs
+};
+
+struct LegacySecret {
+  std::optional<std::string> user;    // canonical name when the user exists, is enabled and has a secret
+  std::optional<std::string> secret;  // set together with user
+  bool tempfail = false;              // the database could not be read
+};
+
+// First failure waits kFailureDelayBase, each further one twice as long, up to the configured cap.
+constexpr std::chrono::milliseconds kFailureDelayBase{250};
+std::chrono::milliseconds failure_delay(int64_t failures, int64_t cap_ms);
+
+class Authenticator {
+ public:
+  Authenticator(authdb::AuthDb& db, net::WorkerPool& pool, const config::Config& cfg) : db_(db), pool_(pool), cfg_(cfg) {}
+
+  // Maps `login` to a user and verifies `password` on the worker pool. Unknown users cost the
+  // same hashing time. Never throws for database faults (TempFail).
+  boost::asio::awaitable<AuthOutcome> check_password(std::string login, std::string password);
+  // The legacy secret of `login`'s user, if it has one.
+  LegacySecret legacy_secret(std::string_view login);
+  // Canonical user for a login or authzid ("alice", "Alice@example.test"), nullopt if not ours.
+  std::optional<std::string> user_of(std::string_view login) const;
+
+  // Records a failed login from `ip` and waits the escalating delay; returns the failure count.
+  boost::asio::awaitable<int64_t> failed(std::string ip);
+  // Forgets the failures of `ip`'s network after a successful login.
+  void succeeded(const std::string& ip);
+
+ private:
+  authdb::AuthDb& db_;
+  net::WorkerPool& pool_;
+  const config::Config& cfg_;
+};
+
+}  // namespace rg

@@ -1,0 +1,295 @@
+// See maildir.h. Unique names follow the Maildir convention
+// <sec>.M<usec>P<pid>Q<counter>R<random>.<host>,S=<bytes>,W=<crlf bytes>.
+#include "shared/maildir.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <random>
+#include <system_error>
+
+#include "shared/fsutil.h"
+
+namespace rg::maildir {
+namespace {
+
+constexpr size_t kMaxUidLength = 70;  // RFC 1939 §7 unique-id: 1 to 70 characters
+constexpr size_t kReadChunk = 64 * 1024;
+
+[[noreturn]] void fail(int err, const std::string& what, const fs::path& p) {
+  throw std::system_error(err, std::generic_category(), what + " " + p.string());
+}
+
+std::string host_part() {
+  char buf[256] = {};
+  gethostname(buf, sizeof buf - 1);
+  std::string h;
+  for (char* p = buf; *p; ++p) h += (*p == '/' || *p == ':' || *p == ',') ? '_' : *p;  // Maildir-safe
+  return h.empty() ? "localhost" : h;
+}
+
+std::string unique_base() {
+  static std::atomic<uint64_t> counter{0};
+  static const std::string host = host_part();
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  timeval tv{};
+  gettimeofday(&tv, nullptr);
+  char buf[128];
+  std::snprintf(buf, sizeof buf, "%ld.M%06ldP%dQ%luR%08lx.", static_cast<long>(tv.tv_sec), static_cast<long>(tv.tv_usec),
+                static_cast<int>(getpid()), static_cast<unsigned long>(++counter), static_cast<unsigned long>(rng() & 0xffffffffUL));
+  return buf + host;
+}
+
+std::string base_name(const std::string& name) {
+  std::string b = name.substr(0, name.find(':'));
+  return b.substr(0, b.find(','));
+}
+
+// A UID usable on the wire: the base name if it fits RFC 1939 §7, else a stable hex digest of it.
+std::string uid_for(const std::string& base) {
+  bool ok = !base.empty() && base.size() <= kMaxUidLength;
+  for (unsigned char c : base) ok = ok && c >= 0x21 && c <= 0x7e;
+  if (ok) return base;
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a, stable across runs
+  for (unsigned char c : base) h = (h ^ c) * 1099511628211ULL;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "x%016llx%zu", static_cast<unsigned long long>(h), base.size());
+  return buf;
+}
+
+std::optional<uint64_t> size_from_name(const std::string& name, const char* key) {
+  auto pos = name.find(key);
+  if (pos == std::string::npos) return std::nullopt;
+  pos += std::strlen(key);
+  uint64_t v = 0;
+  size_t digits = 0;
+  while (pos < name.size() && name[pos] >= '0' && name[pos] <= '9' && digits < 19) v = v * 10 + static_cast<uint64_t>(name[pos++] - '0'), ++digits;
+  return digits ? std::optional<uint64_t>(v) : std::nullopt;
+}
+
+uint64_t crlf_size_of_file(const fs::path& p) {
+  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail(errno, "cannot open", p);
+  std::string buf(kReadChunk, '\0');
+  uint64_t size = 0;
+  char last = '\n';
+  bool any = false;
+  for (;;) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      ::close(fd);
+      fail(e, "cannot read", p);
+    }
+    if (n == 0) break;
+    any = true;
+    for (ssize_t i = 0; i < n; ++i) {
+      char c = buf[static_cast<size_t>(i)];
+      if (c == '\n') size += (last == '\r') ? 1 : 2;
+      else size += 1;
+      last = c;
+    }
+  }
+  ::close(fd);
+  if (any && last != '\n') size += 2;
+  return size;
+}
+
+void write_all(int fd, std::string_view data, const fs::path& p) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail(errno, "cannot write", p);
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+}  // namespace
+
+Lock::~Lock() {
+  if (fd_ >= 0) ::close(fd_);  // closing releases the flock
+}
+Lock& Lock::operator=(Lock&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = o.fd_;
+    o.fd_ = -1;
+  }
+  return *this;
+}
+
+Maildir::Maildir(const fs::path& root, const std::string& user) : dir_(root / user) {}
+
+void Maildir::ensure() const {
+  for (const char* sub : {"tmp", "new", "cur"}) {
+    fs::path p = dir_ / sub;
+    struct stat st {};
+    if (::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) continue;
+    fsutil::make_dirs(p, 0700);
+  }
+}
+
+std::optional<Lock> Maildir::try_lock() const {
+  fs::path p = dir_ / ".relaygate.lock";
+  int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) fail(errno, "cannot open lock file", p);
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    ::close(fd);
+    if (e == EWOULDBLOCK) return std::nullopt;
+    fail(e, "cannot lock", p);
+  }
+  return Lock(fd);
+}
+
+std::vector<Entry> Maildir::scan() const {
+  std::vector<Entry> out;
+  for (const char* sub : {"new", "cur"}) {
+    std::error_code ec;
+    for (fs::directory_iterator it(dir_ / sub, ec), end; !ec && it != end; it.increment(ec)) {
+      std::string name = it->path().filename().string();
+      if (name.empty() || name[0] == '.') continue;
+      if (!it->is_regular_file(ec)) continue;
+      Entry e;
+      e.file = it->path();
+      e.uid = uid_for(base_name(name));
+      auto info = name.find(":2,");
+      e.seen = info != std::string::npos && name.find('S', info + 3) != std::string::npos;
+      auto w = size_from_name(name.substr(0, name.find(':')), ",W=");
+      e.size = w ? *w : crlf_size_of_file(e.file);
+      out.push_back(std::move(e));
+    }
+    if (ec) fail(ec.value(), "cannot list", dir_ / sub);
+  }
+  std::sort(out.begin(), out.end(), [](const Entry& a, const Entry& b) {
+    return a.file.filename().string() < b.file.filename().string();
+  });
+  return out;
+}
+
+fs::path Maildir::deliver(const std::vector<std::string_view>& pieces) const {
+  // Sizes over the concatenation, without copying: the last byte carries across pieces.
+  uint64_t bytes = 0, wire = 0;
+  char last = '\n';
+  for (auto p : pieces) {
+    bytes += p.size();
+    for (char c : p) {
+      wire += (c == '\n' && last != '\r') ? 2 : 1;
+      last = c;
+    }
+  }
+  if (bytes != 0 && last != '\n') wire += 2;
+  std::string base = unique_base();
+  std::string name = base + ",S=" + std::to_string(bytes) + ",W=" + std::to_string(wire);
+  fs::path tmp = dir_ / "tmp" / name;
+  fs::path dst = dir_ / "new" / name;
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) fail(errno, "cannot create", tmp);
+  try {
+    for (auto p : pieces) write_all(fd, p, tmp);
+    if (::fsync(fd) != 0) fail(errno, "cannot fsync", tmp);
+    int rc = ::close(fd);
+    fd = -1;
+    if (rc != 0) fail(errno, "cannot close", tmp);
+    if (::rename(tmp.c_str(), dst.c_str()) != 0) fail(errno, "cannot rename into", dst);
+  } catch (...) {
+    if (fd >= 0) ::close(fd);
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  try {
+    fsutil::fsync_dir(dir_ / "new");
+  } catch (...) {
+    ::unlink(dst.c_str());  // not durable: do not acknowledge, and do not leave it to be delivered twice
+    throw;
+  }
+  return dst;
+}
+
+fs::path Maildir::mark_seen(const Entry& e) const {
+  std::string name = e.file.filename().string();
+  std::string flags;
+  std::string base = name;
+  if (auto info = name.find(":2,"); info != std::string::npos) {
+    base = name.substr(0, info);
+    flags = name.substr(info + 3);
+  }
+  if (flags.find('S') == std::string::npos) flags += 'S';
+  std::sort(flags.begin(), flags.end());  // Maildir flags are kept in ASCII order
+  fs::path dst = dir_ / "cur" / (base + ":2," + flags);
+  if (dst == e.file) return dst;
+  if (::rename(e.file.c_str(), dst.c_str()) != 0) fail(errno, "cannot rename", e.file);
+  return dst;
+}
+
+uint64_t crlf_size(std::string_view data) {
+  uint64_t size = 0;
+  char last = '\n';
+  for (char c : data) {
+    size += (c == '\n' && last != '\r') ? 2 : 1;
+    last = c;
+  }
+  if (!data.empty() && last != '\n') size += 2;
+  return size;
+}
+
+bool WireEncoder::feed(std::string_view chunk, std::string& out) {
+  for (char c : chunk) {
+    if (done_) return false;
+    if (pending_cr_) {
+      pending_cr_ = false;
+      if (c == '\n') {
+        out += "\r\n";
+        goto line_end;
+      }
+      out += '\r';  // a bare CR is data
+      line_empty_ = false;
+      at_line_start_ = false;
+    }
+    if (c == '\r') {
+      pending_cr_ = true;
+      continue;
+    }
+    if (c == '\n') {
+      out += "\r\n";
+      goto line_end;
+    }
+    if (at_line_start_ && c == '.') out += '.';  // RFC 1939 §3 byte-stuffing
+    out += c;
+    at_line_start_ = false;
+    line_empty_ = false;
+    continue;
+  line_end:
+    if (in_body_) {
+      ++body_lines_;
+    } else if (line_empty_) {
+      in_body_ = true;  // the empty line ends the header section (RFC 5322 §2.1)
+    }
+    at_line_start_ = true;
+    line_empty_ = true;
+    if (body_limit_ && in_body_ && body_lines_ >= *body_limit_) done_ = true;
+  }
+  return !done_;
+}
+
+void WireEncoder::finish(std::string& out) {
+  if (!done_) {
+    if (pending_cr_) {
+      out += "\r\n";
+      at_line_start_ = true;
+    } else if (!at_line_start_) {
+      out += "\r\n";
+    }
+  }
+  out += ".\r\n";
+}
+
+}  // namespace rg::maildir
