@@ -1,0 +1,148 @@
+// pop3d server wiring: listeners → connection limits → one coroutine per session; a timer
+// that purges expired grants and rewrites the status file (DESIGN.md: at least every minute).
+#include "pop3d/server.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/write.hpp>
+#include <thread>
+
+#include "authdb/status.h"
+#include "shared/fsutil.h"
+#include "pop3d/session.h"
+#include "shared/log.h"
+#include "shared/net/listener.h"
+#include "shared/net/stream.h"
+#include "shared/net/tls.h"
+
+namespace rg::pop3 {
+
+namespace asio = boost::asio;
+
+namespace {
+
+size_t worker_threads() {
+  unsigned n = std::thread::hardware_concurrency();
+  return std::clamp<size_t>(n, 2, 8);
+}
+
+void log_session_end(std::exception_ptr e) {
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    log::error().kv("event", "session-crashed").kv("error", ex.what());
+  }
+}
+
+}  // namespace
+
+void StatusPublisher::request() {
+  if (running_) {
+    dirty_ = true;
+    return;
+  }
+  running_ = true;
+  asio::co_spawn(io_, run(), [](std::exception_ptr e) { log_session_end(e); });
+}
+
+asio::awaitable<void> StatusPublisher::run() {
+  do {
+    dirty_ = false;
+    try {
+      const int64_t now = std::time(nullptr);
+      std::string text = authdb::render_status(db_.list(now), now);
+      // A named job, not a temporary: g++ 12 double-destroys prvalue arguments to a
+      // coroutine inside co_await (the GCC PR 100611 family noted in STYLE.md).
+      auto job = [file = file_, text = std::move(text)] {
+        if (file.has_parent_path()) fsutil::make_dirs(file.parent_path());
+        fsutil::atomic_write(file, text, 0644);
+      };
+      co_await pool_.run(job);
+    } catch (const std::exception& e) {
+      log::error().kv("event", "status-write-failed").kv("file", file_.string()).kv("error", e.what());
+    }
+  } while (dirty_);
+  running_ = false;
+}
+
+Server::Server(asio::io_context& io_ctx, config::Config config)
+    : io(io_ctx),
+      cfg(std::move(config)),
+      db(cfg.database, authdb::OpenMode::Create),
+      pool(worker_threads()),
+      limiter(static_cast<size_t>(cfg.pop3d.max_connections), static_cast<size_t>(cfg.pop3d.max_connections_per_ip)),
+      status(io_ctx, db, pool, cfg.status_file),
+      timer_(io_ctx) {
+  net::ensure_self_signed_certificate(cfg.tls.certificate, cfg.tls.private_key, cfg.hostname);
+  tls = net::make_server_tls_context(cfg.tls.certificate, cfg.tls.private_key);
+}
+
+Server::~Server() = default;
+
+void Server::start() {
+  for (size_t i = 0; i < cfg.pop3d.listen.size(); ++i) {
+    const auto& l = cfg.pop3d.listen[i];
+    acceptors_.push_back(std::make_unique<asio::ip::tcp::acceptor>(net::open_acceptor(io, l.address, l.port)));
+    log::info().kv("event", "listening").kv("address", l.address).kv("port", acceptors_.back()->local_endpoint().port())
+        .kv("tls", config::to_string(l.tls));
+  }
+  for (size_t i = 0; i < acceptors_.size(); ++i)
+    asio::co_spawn(io, accept(i), [](std::exception_ptr e) { log_session_end(e); });
+  asio::co_spawn(io, housekeeping(), [](std::exception_ptr e) { log_session_end(e); });
+}
+
+void Server::stop() {
+  for (auto& a : acceptors_) {
+    boost::system::error_code ec;
+    a->close(ec);
+  }
+  timer_.cancel();
+}
+
+asio::awaitable<void> Server::accept(size_t index) {
+  const config::Listener listener = cfg.pop3d.listen[index];
+  for (;;) {
+    auto [ec, socket] = co_await acceptors_[index]->async_accept(asio::as_tuple(asio::use_awaitable));
+    if (ec == asio::error::operation_aborted) co_return;
+    if (ec) {
+      log::warn().kv("event", "accept-failed").kv("error", ec.message());
+      asio::steady_timer pause(io, std::chrono::milliseconds(100));  // EMFILE must not spin
+      co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+      continue;
+    }
+    net::Stream stream(std::move(socket));
+    auto token = limiter.try_acquire(stream.remote_ip());
+    if (!token) {
+      log::warn().kv("event", "connection-refused").kv("ip", stream.remote_ip()).kv("reason", "connection-limit");
+      if (listener.tls != config::TlsMode::Implicit) {
+        boost::system::error_code wec;
+        asio::write(stream.lowest_layer(), asio::buffer(std::string_view("-ERR [SYS/TEMP] Too many connections\r\n")), wec);
+      }
+      stream.close();
+      continue;
+    }
+    asio::co_spawn(io, run_session(*this, listener, std::move(stream), std::move(*token)),
+                   [](std::exception_ptr e) { log_session_end(e); });
+  }
+}
+
+asio::awaitable<void> Server::housekeeping() {
+  for (;;) {
+    try {
+      int purged = db.purge_expired(std::time(nullptr));
+      if (purged > 0) log::info().kv("event", "purge").kv("expired_grants", purged);
+    } catch (const std::exception& e) {
+      log::error().kv("event", "purge-failed").kv("error", e.what());
+    }
+    status.request();
+    timer_.expires_after(std::chrono::seconds(cfg.grants.status_interval_seconds));
+    auto [ec] = co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec) co_return;
+  }
+}
+
+}  // namespace rg::pop3

@@ -1,0 +1,69 @@
+// pop3d's shared state: config, authdb, TLS context, worker pool, connection limits, the
+// status-file publisher and the listeners. Lives on the one I/O thread (DESIGN.md); sessions
+// reach it by reference and never outlive it.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "authdb/authdb.h"
+#include "shared/config.h"
+#include "shared/net/limits.h"
+
+namespace boost::asio::ssl {
+class context;
+}
+
+namespace rg::pop3 {
+
+// Rewrites the status file after grant changes, coalescing bursts: at most one write in
+// flight, and one more if anything changed meanwhile (the fsync runs on the worker pool).
+class StatusPublisher {
+ public:
+  StatusPublisher(boost::asio::io_context& io, authdb::AuthDb& db, net::WorkerPool& pool, std::filesystem::path file)
+      : io_(io), db_(db), pool_(pool), file_(std::move(file)) {}
+  void request();
+
+ private:
+  boost::asio::awaitable<void> run();
+  boost::asio::io_context& io_;
+  authdb::AuthDb& db_;
+  net::WorkerPool& pool_;
+  std::filesystem::path file_;
+  bool running_ = false;
+  bool dirty_ = false;
+};
+
+class Server {
+ public:
+  Server(boost::asio::io_context& io, config::Config cfg);
+  ~Server();
+
+  // Binds every listener (throws naming address:port) and starts accepting and the periodic
+  // purge + status rewrite.
+  void start();
+  // Stops accepting; sessions finish on their own.
+  void stop();
+
+  boost::asio::io_context& io;
+  config::Config cfg;
+  authdb::AuthDb db;
+  net::WorkerPool pool;
+  std::shared_ptr<boost::asio::ssl::context> tls;
+  net::ConnectionLimiter limiter;
+  StatusPublisher status;
+  uint64_t sessions_started = 0;
+
+ private:
+  boost::asio::awaitable<void> accept(size_t listener_index);
+  boost::asio::awaitable<void> housekeeping();
+  std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
+  boost::asio::steady_timer timer_;
+};
+
+}  // namespace rg::pop3

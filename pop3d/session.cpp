@@ -1,0 +1,710 @@
+// POP3 session: AUTHORIZATION → TRANSACTION → UPDATE (RFC 1939 §3). Commands come from one
+// table with the states they are valid in; each handler checks arguments first, then works.
+// Invariants: messages are removed only by QUIT in TRANSACTION; nothing read before STLS is
+// executed after it (RFC 2595 §4, CVE-2011-0411); a login grants relay rights only on success;
+// secrets are never logged.
+#include "pop3d/session.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <cerrno>
+#include <chrono>
+#include <random>
+
+#include "authdb/password.h"
+#include "authdb/users.h"
+#include "pop3d/server.h"
+#include "shared/log.h"
+#include "shared/ip.h"
+#include "shared/maildir.h"
+#include "shared/net/errors.h"
+#include "shared/sasl/codec.h"
+#include "shared/sasl/sasl.h"
+
+namespace rg::pop3 {
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+// RFC 2449 §4: a command line is at most 255 octets including CRLF.
+constexpr size_t kMaxCommandLine = 255;
+// RFC 5034 §4 lets SASL responses exceed the command limit; same bound as SMTP AUTH (RFC 4954 §4).
+constexpr size_t kMaxSaslResponse = 12288 + 2;
+constexpr auto kWriteTimeout = 60s;
+constexpr auto kTlsHandshakeTimeout = 30s;
+constexpr size_t kRetrChunk = 64 * 1024;
+constexpr size_t kFlushThreshold = 64 * 1024;
+constexpr auto kFailureDelayBase = 250ms;
+
+enum class State { Authorization, Transaction, Update };
+enum StateMask : unsigned { kAuth = 1, kTrans = 2, kAny = kAuth | kTrans };
+
+struct Message {
+  maildir::Entry entry;
+  bool deleted = false;
+};
+
+class Session {
+ public:
+  Session(Server& server, config::Listener listener, net::Stream stream)
+      : srv_(server), listener_(std::move(listener)), stream_(std::move(stream)) {
+    id_ = "pop3-" + std::to_string(getpid()) + "-" + std::to_string(++server.sessions_started);
+  }
+
+  asio::awaitable<void> run();
+
+ private:
+  using Handler = asio::awaitable<void> (Session::*)(std::string_view args);
+  struct Command {
+    std::string_view name;
+    Handler handler;
+    unsigned states;
+  };
+  static const Command kCommands[];
+
+  // Replies are queued and sent together when no pipelined input waits (RFC 2449 PIPELINING).
+  void ok(std::string_view text) { reply("+OK", text); }
+  void err(std::string_view text) { reply("-ERR", text); }
+  void reply(std::string_view status, std::string_view text) {
+    std::string line(status);
+    if (!text.empty()) line.append(" ").append(text);
+    line += "\r\n";
+    stream_.queue(line);
+  }
+  asio::awaitable<bool> flush() {
+    auto ec = co_await stream_.flush(kWriteTimeout);
+    if (ec) quit_ = true;
+    co_return !ec;
+  }
+  void bad_command(std::string_view text) {
+    err(text);
+    if (++bad_commands_ >= srv_.cfg.pop3d.max_bad_commands) {
+      err("Too many invalid commands, closing connection");
+      log::info(id_).kv("event", "disconnect").kv("reason", "too-many-bad-commands");
+      quit_ = true;
+    }
+  }
+
+  bool tls_required_now() const { return listener_.tls == config::TlsMode::Required && !stream_.is_tls(); }
+  bool plaintext_ok() const { return stream_.is_tls() || srv_.cfg.auth.allow_plaintext_without_tls; }
+  bool stls_available() const {
+    return !stream_.is_tls() && (listener_.tls == config::TlsMode::StartTls || listener_.tls == config::TlsMode::Required);
+  }
+  bool mechanism_usable(const sasl::Mechanism& m) const {
+    if (m.plaintext() && !plaintext_ok()) return false;
+    if (m.name() == "DIGEST-MD5" && !srv_.cfg.auth.digest_md5) return false;
+    return true;
+  }
+  std::string usable_mechanisms() const;
+  sasl::Context sasl_context() const { return {srv_.cfg.hostname, "pop", ""}; }
+
+  asio::awaitable<void> dispatch(std::string_view line);
+
+  asio::awaitable<void> cmd_capa(std::string_view);
+  asio::awaitable<void> cmd_quit(std::string_view);
+  asio::awaitable<void> cmd_stls(std::string_view);
+  asio::awaitable<void> cmd_user(std::string_view);
+  asio::awaitable<void> cmd_pass(std::string_view);
+  asio::awaitable<void> cmd_apop(std::string_view);
+  asio::awaitable<void> cmd_auth(std::string_view);
+  asio::awaitable<void> cmd_stat(std::string_view);
+  asio::awaitable<void> cmd_list(std::string_view);
+  asio::awaitable<void> cmd_uidl(std::string_view);
+  asio::awaitable<void> cmd_retr(std::string_view);
+  asio::awaitable<void> cmd_top(std::string_view);
+  asio::awaitable<void> cmd_dele(std::string_view);
+  asio::awaitable<void> cmd_noop(std::string_view);
+  asio::awaitable<void> cmd_rset(std::string_view);
+
+  // Authentication helpers.
+  asio::awaitable<std::optional<std::string>> verify_password(std::string_view login, std::string_view password,
+                                                              std::string& why);
+  std::optional<std::string> legacy_secret(std::string_view login, std::string& user_out);
+  asio::awaitable<void> login(const std::string& user, const char* method);
+  asio::awaitable<void> login_failed(const char* method, std::string_view login, std::string_view why);
+  bool auth_refused_before_tls(bool plaintext_mechanism);
+
+  // TRANSACTION helpers.
+  Message* message_arg(std::string_view arg);
+  asio::awaitable<void> send_message(Message& m, std::optional<uint64_t> top_lines);
+
+  Server& srv_;
+  config::Listener listener_;
+  net::Stream stream_;
+  std::string id_;
+  State state_ = State::Authorization;
+  std::string apop_timestamp_;
+  std::optional<std::string> pending_user_;  // USER given, PASS awaited
+  std::string user_;
+  std::optional<maildir::Maildir> maildir_;
+  std::optional<maildir::Lock> lock_;
+  std::vector<Message> messages_;
+  int64_t bad_commands_ = 0;
+  bool quit_ = false;
+  // Counters for the disconnect summary.
+  unsigned n_retr_ = 0, n_dele_ = 0, n_top_ = 0, n_auth_fail_ = 0;
+  uint64_t bytes_sent_ = 0;
+  unsigned n_deleted_on_quit_ = 0;
+};
+
+const Session::Command Session::kCommands[] = {
+    {"CAPA", &Session::cmd_capa, kAny},  {"QUIT", &Session::cmd_quit, kAny},
+    {"STLS", &Session::cmd_stls, kAuth}, {"USER", &Session::cmd_user, kAuth},
+    {"PASS", &Session::cmd_pass, kAuth}, {"APOP", &Session::cmd_apop, kAuth},
+    {"AUTH", &Session::cmd_auth, kAuth}, {"STAT", &Session::cmd_stat, kTrans},
+    {"LIST", &Session::cmd_list, kTrans}, {"UIDL", &Session::cmd_uidl, kTrans},
+    {"RETR", &Session::cmd_retr, kTrans}, {"TOP", &Session::cmd_top, kTrans},
+    {"DELE", &Session::cmd_dele, kTrans}, {"NOOP", &Session::cmd_noop, kTrans},
+    {"RSET", &Session::cmd_rset, kTrans},
+};
+
+std::string upper(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string strip_eol(std::string line) {
+  if (!line.empty() && line.back() == '\n') line.pop_back();
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  return line;
+}
+
+// Strict decimal message number / count: digits only, no sign, no overflow.
+std::optional<uint64_t> parse_number(std::string_view s) {
+  if (s.empty() || s.size() > 18) return std::nullopt;
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return v;
+}
+
+std::vector<std::string_view> split_args(std::string_view args) {
+  std::vector<std::string_view> out;
+  size_t i = 0;
+  while (i < args.size()) {
+    while (i < args.size() && args[i] == ' ') ++i;
+    size_t j = i;
+    while (j < args.size() && args[j] != ' ') ++j;
+    if (j > i) out.push_back(args.substr(i, j - i));
+    i = j;
+  }
+  return out;
+}
+
+asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
+  asio::steady_timer t(co_await asio::this_coro::executor, d);
+  co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+}
+
+std::string Session::usable_mechanisms() const {
+  std::string out;
+  for (auto name : sasl::kMechanismNames) {
+    auto m = sasl::make_mechanism(name, sasl_context());
+    if (m && mechanism_usable(*m)) {
+      if (!out.empty()) out += ' ';
+      out += name;
+    }
+  }
+  return out;
+}
+
+asio::awaitable<void> Session::run() {
+  log::info(id_).kv("event", "connect").kv("ip", stream_.remote_ip()).kv("port", stream_.remote_port())
+      .kv("listener", listener_.port).kv("tls", config::to_string(listener_.tls));
+  if (listener_.tls == config::TlsMode::Implicit) {
+    if (auto ec = co_await stream_.start_tls(*srv_.tls, kTlsHandshakeTimeout)) {
+      log::info(id_).kv("event", "disconnect").kv("reason", "tls-handshake-failed").kv("error", ec.message());
+      co_return;
+    }
+  }
+  // RFC 1939 §7: the APOP timestamp is unique per greeting (pid, counter, time, random bytes).
+  apop_timestamp_ = sasl::make_msgid_challenge(srv_.cfg.hostname);
+  ok("POP3 server ready " + apop_timestamp_);
+  const auto idle = std::chrono::seconds(srv_.cfg.pop3d.idle_timeout_seconds);
+  std::string reason = "quit";
+  while (!quit_) {
+    if (!stream_.has_pending_input() && !co_await flush()) {
+      reason = "write-error";
+      break;
+    }
+    auto [ec, raw] = co_await stream_.read_line(kMaxCommandLine, idle);
+    if (ec == net::errc::timeout) {
+      err("Disconnected for inactivity");
+      reason = "idle-timeout";
+      break;
+    }
+    if (ec == net::errc::line_too_long) {
+      bad_command("Line too long (RFC 2449: at most 255 octets)");
+      continue;
+    }
+    if (ec) {
+      reason = ec == asio::error::eof ? "client-closed" : "read-error";
+      break;
+    }
+    co_await dispatch(strip_eol(std::move(raw)));
+  }
+  co_await stream_.flush(kWriteTimeout);
+  co_await stream_.shutdown(2s);
+  // A session that ends any way but QUIT in TRANSACTION removes nothing (RFC 1939 §6).
+  log::info(id_).kv("event", "disconnect").kv("reason", quit_ && reason == "quit" ? "quit" : reason)
+      .kv("ip", stream_.remote_ip()).kv("user", user_.empty() ? "-" : user_).kv("retr", n_retr_)
+      .kv("top", n_top_).kv("dele", n_dele_).kv("deleted", n_deleted_on_quit_).kv("auth_failures", n_auth_fail_)
+      .kv("bytes", bytes_sent_);
+}
+
+asio::awaitable<void> Session::dispatch(std::string_view line) {
+  std::string_view keyword = line.substr(0, line.find(' '));
+  std::string_view args = keyword.size() < line.size() ? line.substr(keyword.size() + 1) : std::string_view();
+  std::string name = upper(keyword);
+  for (const auto& c : kCommands) {
+    if (c.name != name) continue;
+    unsigned mask = state_ == State::Authorization ? kAuth : kTrans;
+    if (!(c.states & mask)) {
+      bad_command("Command not valid in this state");
+      co_return;
+    }
+    co_await (this->*c.handler)(args);
+    co_return;
+  }
+  bad_command(name.empty() ? "Empty command" : "Unknown command");
+}
+
+asio::awaitable<void> Session::cmd_capa(std::string_view) {
+  std::string caps = "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n";
+  if (state_ == State::Authorization && !tls_required_now()) {
+    if (plaintext_ok()) caps += "USER\r\n";
+    std::string mechs = usable_mechanisms();
+    if (!mechs.empty()) caps += "SASL " + mechs + "\r\n";
+  }
+  if (state_ == State::Authorization && stls_available()) caps += "STLS\r\n";
+  caps += "IMPLEMENTATION relaygate\r\n.\r\n";
+  stream_.queue(caps);
+  co_return;
+}
+
+asio::awaitable<void> Session::cmd_quit(std::string_view) {
+  if (state_ == State::Transaction) {
+    state_ = State::Update;
+    unsigned failed = 0;
+    for (auto& m : messages_) {
+      if (!m.deleted) continue;
+      if (::unlink(m.entry.file.c_str()) == 0 || errno == ENOENT)
+        ++n_deleted_on_quit_;
+      else
+        ++failed;
+    }
+    if (failed) {
+      log::error(id_).kv("event", "update-failed").kv("user", user_).kv("not_removed", failed);
+      err("[SYS/TEMP] Some deleted messages were not removed");
+    } else {
+      ok("Logging out, " + std::to_string(n_deleted_on_quit_) + " messages deleted");
+    }
+  } else {
+    ok("Logging out");
+  }
+  quit_ = true;
+  co_return;
+}
+
+asio::awaitable<void> Session::cmd_stls(std::string_view args) {
+  if (!args.empty()) co_return bad_command("STLS takes no arguments");
+  if (stream_.is_tls()) co_return bad_command("Already in TLS");
+  if (!stls_available()) co_return bad_command("STLS not available on this port");
+  ok("Begin TLS negotiation now");
+  size_t discarded = stream_.buffered();
+  if (!co_await flush()) co_return;
+  if (auto ec = co_await stream_.start_tls(*srv_.tls, kTlsHandshakeTimeout)) {
+    log::info(id_).kv("event", "stls").kv("outcome", "failed").kv("error", ec.message());
+    quit_ = true;
+    co_return;
+  }
+  // RFC 2595 §4: forget everything from the plaintext phase (a USER already sent, too).
+  pending_user_.reset();
+  log::info(id_).kv("event", "stls").kv("outcome", "ok").kv("tls", stream_.tls_description())
+      .kv("discarded_plaintext", discarded);
+}
+
+bool Session::auth_refused_before_tls(bool plaintext_mechanism) {
+  if (tls_required_now()) {
+    err("[AUTH] TLS required: use STLS first");
+    return true;
+  }
+  if (plaintext_mechanism && !plaintext_ok()) {
+    err("[AUTH] Plaintext authentication disallowed without TLS");
+    return true;
+  }
+  return false;
+}
+
+asio::awaitable<void> Session::cmd_user(std::string_view args) {
+  if (auth_refused_before_tls(true)) co_return;
+  if (args.empty() || args.size() > 255) co_return bad_command("USER needs a name");
+  pending_user_ = std::string(args);
+  // The same reply for every name: it must not reveal which users exist.
+  ok("Send your password");
+}
+
+asio::awaitable<void> Session::cmd_pass(std::string_view args) {
+  if (auth_refused_before_tls(true)) co_return;
+  if (!pending_user_) co_return bad_command("Send USER first");
+  std::string login_name = std::move(*pending_user_);
+  pending_user_.reset();
+  // RFC 1939 §7: PASS has one argument, which may contain spaces.
+  std::string why;
+  auto user = co_await verify_password(login_name, args, why);
+  if (!user) co_return co_await login_failed("pop3", login_name, why);
+  co_await login(*user, "pop3");
+}
+
+asio::awaitable<void> Session::cmd_apop(std::string_view args) {
+  if (auth_refused_before_tls(false)) co_return;
+  auto a = split_args(args);
+  if (a.size() != 2 || a[1].size() != 32) co_return bad_command("Usage: APOP name digest");
+  std::string user;
+  std::optional<std::string> secret;
+  try {
+    secret = legacy_secret(a[0], user);
+  } catch (const authdb::Error& e) {
+    log::error(id_).kv("event", "login").kv("method", "apop").kv("outcome", "tempfail").kv("error", e.what());
+    err("[SYS/TEMP] Temporary authentication failure");
+    co_return;
+  }
+  // Unknown users get the same digest work against a dummy secret.
+  bool good = sasl::apop_verify(apop_timestamp_, secret ? *secret : std::string_view("relaygate-no-such-user"), a[1]);
+  if (!good || !secret)
+    co_return co_await login_failed("apop", a[0], secret ? "bad-digest" : "no-legacy-secret-or-unknown-user");
+  co_await login(user, "apop");
+}
+
+std::optional<std::string> Session::legacy_secret(std::string_view login_name, std::string& user_out) {
+  auto user = authdb::login_to_user(login_name, srv_.cfg.local_domains);
+  if (!user) return std::nullopt;
+  auto rec = srv_.db.find_user(*user);
+  if (!rec || !rec->enabled || !rec->legacy_secret) return std::nullopt;
+  user_out = rec->name;
+  return rec->legacy_secret;
+}
+
+asio::awaitable<std::optional<std::string>> Session::verify_password(std::string_view login_name, std::string_view password,
+                                                                     std::string& why) {
+  auto user = authdb::login_to_user(login_name, srv_.cfg.local_domains);
+  std::optional<authdb::UserAuth> rec;
+  try {
+    if (user) rec = srv_.db.find_user(*user);
+  } catch (const authdb::Error& e) {
+    log::error(id_).kv("event", "login").kv("outcome", "tempfail").kv("error", e.what());
+    why = "tempfail";
+    co_return std::nullopt;
+  }
+  std::string pw(password);
+  if (!rec) {
+    // Unknown users cost the same hashing time, so timing does not reveal which names exist.
+    auto job = [pw] { return authdb::verify_dummy(pw); };  // named: see StatusPublisher::run
+    co_await srv_.pool.run(job);
+    why = "unknown-user";
+    co_return std::nullopt;
+  }
+  std::string hash = rec->password_hash;
+  auto job = [hash, pw] { return authdb::verify_password(hash, pw); };
+  bool good = co_await srv_.pool.run(job);
+  if (!good) {
+    why = "bad-password";
+    co_return std::nullopt;
+  }
+  if (!rec->enabled) {
+    why = "disabled";
+    co_return std::nullopt;
+  }
+  co_return rec->name;
+}
+
+asio::awaitable<void> Session::login_failed(const char* method, std::string_view login_name, std::string_view why) {
+  ++n_auth_fail_;
+  if (why == "tempfail") {
+    err("[SYS/TEMP] Temporary authentication failure");
+    co_return;
+  }
+  const std::string net = failure_net_key(stream_.remote_ip());
+  int64_t failures = 1;
+  try {
+    srv_.db.record_failure(net, std::time(nullptr));
+    failures = srv_.db.failure_count(net, std::time(nullptr));
+  } catch (const authdb::Error& e) {
+    log::error(id_).kv("event", "record-failure").kv("error", e.what());
+  }
+  log::info(id_).kv("event", "login").kv("method", method).kv("outcome", "failed").kv("reason", why)
+      .kv("ip", stream_.remote_ip()).kv("login", login_name).kv("tls", stream_.is_tls()).kv("failures", failures);
+  // Escalating delay per client network, shared with smtpd through authdb, plus jitter (OpenSMTPD).
+  static thread_local std::mt19937 rng{std::random_device{}()};
+  int64_t shift = std::min<int64_t>(failures - 1, 16);
+  int64_t delay = std::min<int64_t>(kFailureDelayBase.count() << shift, srv_.cfg.auth.failure_delay_max_ms);
+  delay += static_cast<int64_t>(rng() % 100);
+  co_await sleep_for(std::chrono::milliseconds(std::min<int64_t>(delay, srv_.cfg.auth.failure_delay_max_ms)));
+  err("[AUTH] Authentication failed");
+}
+
+asio::awaitable<void> Session::login(const std::string& user, const char* method) {
+  const int64_t now = std::time(nullptr);
+  try {
+    maildir_.emplace(srv_.cfg.maildir_root, user);
+    maildir_->ensure();
+    lock_ = maildir_->try_lock();
+    if (!lock_) {
+      log::info(id_).kv("event", "login").kv("method", method).kv("outcome", "in-use").kv("user", user)
+          .kv("ip", stream_.remote_ip());
+      err("[IN-USE] Mailbox is locked by another POP3 session");
+      maildir_.reset();
+      co_return;
+    }
+    messages_.clear();
+    for (auto& e : maildir_->scan()) messages_.push_back(Message{std::move(e), false});
+  } catch (const std::exception& e) {
+    log::error(id_).kv("event", "login").kv("method", method).kv("outcome", "maildrop-error").kv("user", user)
+        .kv("error", e.what());
+    lock_.reset();
+    maildir_.reset();
+    err("[SYS/TEMP] Cannot open the mailbox");
+    co_return;
+  }
+  try {
+    if (!srv_.db.grant(stream_.remote_ip(), user, method, srv_.cfg.grants.ttl_seconds, now))
+      throw authdb::Error("user " + user + " vanished during login");
+    srv_.db.clear_failures(failure_net_key(stream_.remote_ip()));
+  } catch (const std::exception& e) {
+    log::error(id_).kv("event", "login").kv("method", method).kv("outcome", "grant-failed").kv("user", user)
+        .kv("error", e.what());
+    lock_.reset();
+    maildir_.reset();
+    err("[SYS/TEMP] Temporary failure, try again later");
+    co_return;
+  }
+  srv_.status.request();
+  user_ = user;
+  state_ = State::Transaction;
+  uint64_t total = 0;
+  for (auto& m : messages_) total += m.entry.size;
+  log::info(id_).kv("event", "login").kv("method", method).kv("outcome", "ok").kv("user", user)
+      .kv("ip", stream_.remote_ip()).kv("tls", stream_.is_tls() ? stream_.tls_description() : "no")
+      .kv("messages", messages_.size()).kv("grant_ttl", srv_.cfg.grants.ttl_seconds);
+  ok("Logged in, " + std::to_string(messages_.size()) + " messages (" + std::to_string(total) + " octets)");
+}
+
+asio::awaitable<void> Session::cmd_auth(std::string_view args) {
+  auto a = split_args(args);
+  if (a.empty()) {
+    // Pre-RFC 5034 clients (and fetchmail) list mechanisms with a bare AUTH.
+    if (tls_required_now()) co_return err("[AUTH] TLS required: use STLS first");
+    std::string out = "+OK\r\n";
+    for (auto m : split_args(usable_mechanisms())) out.append(m).append("\r\n");
+    stream_.queue(out + ".\r\n");
+    co_return;
+  }
+  if (a.size() > 2) co_return bad_command("Usage: AUTH mechanism [initial-response]");
+  auto mech = sasl::make_mechanism(a[0], sasl_context());
+  if (!mech || (mech->name() == "DIGEST-MD5" && !srv_.cfg.auth.digest_md5))
+    co_return bad_command("Unsupported authentication mechanism");
+  if (auth_refused_before_tls(mech->plaintext())) co_return;
+  const std::string mech_name(mech->name());
+
+  std::optional<std::string> initial;
+  if (a.size() == 2) {
+    if (a[1] == "=") {
+      initial = "";  // RFC 5034 §4: "=" is a present but empty initial response
+    } else {
+      initial = sasl::base64_decode(a[1]);
+      if (!initial) co_return err("[AUTH] Invalid base64 in initial response");
+    }
+  }
+  sasl::Step step = initial ? mech->start(std::string_view(*initial)) : mech->start(std::nullopt);
+  std::string authcid_for_log = "-";
+  for (;;) {
+    if (auto* ch = std::get_if<sasl::Challenge>(&step)) {
+      stream_.queue("+ " + sasl::base64_encode(ch->data) + "\r\n");
+      if (!co_await flush()) co_return;
+      auto [ec, raw] = co_await stream_.read_line(kMaxSaslResponse, std::chrono::seconds(srv_.cfg.pop3d.idle_timeout_seconds));
+      if (ec == net::errc::line_too_long) co_return err("[AUTH] Authentication response too long");
+      if (ec) {
+        quit_ = true;
+        co_return;
+      }
+      std::string resp = strip_eol(std::move(raw));
+      if (resp == "*") {
+        // RFC 5034 §4: the client cancelled; an abort is not a failed password.
+        log::info(id_).kv("event", "login").kv("method", "pop3-sasl").kv("mech", mech_name).kv("outcome", "aborted")
+            .kv("ip", stream_.remote_ip());
+        co_return err("[AUTH] Authentication cancelled");
+      }
+      auto decoded = sasl::base64_decode(resp);
+      if (!decoded) co_return err("[AUTH] Invalid base64 in response");
+      step = mech->step(*decoded);
+    } else if (auto* vp = std::get_if<sasl::VerifyPassword>(&step)) {
+      authcid_for_log = vp->authcid;
+      std::string why;
+      auto user = co_await verify_password(vp->authcid, vp->password, why);
+      if (user && !vp->authzid.empty() && authdb::login_to_user(vp->authzid, srv_.cfg.local_domains) != user) {
+        user.reset();
+        why = "authzid-mismatch";
+      }
+      if (!user) co_return co_await login_failed("pop3-sasl", vp->authcid, why);
+      co_return co_await login(*user, "pop3-sasl");
+    } else if (auto* ns = std::get_if<sasl::NeedSecret>(&step)) {
+      authcid_for_log = ns->authcid;
+      std::string user;
+      std::optional<std::string> secret;
+      try {
+        secret = legacy_secret(ns->authcid, user);
+      } catch (const authdb::Error& e) {
+        log::error(id_).kv("event", "login").kv("outcome", "tempfail").kv("error", e.what());
+        co_return err("[SYS/TEMP] Temporary authentication failure");
+      }
+      step = secret ? mech->provide_secret(std::string_view(*secret)) : mech->provide_secret(std::nullopt);
+    } else if (auto* s = std::get_if<sasl::Success>(&step)) {
+      auto user = authdb::login_to_user(s->authcid, srv_.cfg.local_domains);
+      bool authz_ok = s->authzid.empty() || authdb::login_to_user(s->authzid, srv_.cfg.local_domains) == user;
+      if (!user || !authz_ok) co_return co_await login_failed("pop3-sasl", s->authcid, "authzid-mismatch");
+      co_return co_await login(*user, "pop3-sasl");
+    } else {
+      const auto& f = std::get<sasl::Failure>(step);
+      if (f.kind == sasl::Failure::Kind::Malformed) {
+        log::info(id_).kv("event", "login").kv("method", "pop3-sasl").kv("mech", mech_name).kv("outcome", "malformed")
+            .kv("reason", f.reason);
+        co_return err("[AUTH] Malformed authentication response");
+      }
+      // No temporary std::string inside co_await: g++ 12 destroys such temporaries twice.
+      const std::string_view why = f.reason.empty() ? std::string_view("bad-credentials") : std::string_view(f.reason);
+      co_return co_await login_failed("pop3-sasl", authcid_for_log, why);
+    }
+  }
+}
+
+Message* Session::message_arg(std::string_view arg) {
+  auto n = parse_number(arg);
+  if (!n || *n == 0 || *n > messages_.size() || messages_[*n - 1].deleted) return nullptr;
+  return &messages_[*n - 1];
+}
+
+asio::awaitable<void> Session::cmd_stat(std::string_view args) {
+  if (!args.empty()) co_return bad_command("STAT takes no arguments");
+  uint64_t count = 0, size = 0;
+  for (auto& m : messages_)
+    if (!m.deleted) ++count, size += m.entry.size;
+  ok(std::to_string(count) + " " + std::to_string(size));
+}
+
+asio::awaitable<void> Session::cmd_list(std::string_view args) {
+  if (!args.empty()) {
+    Message* m = message_arg(args);
+    if (!m) co_return err("No such message");
+    co_return ok(std::to_string(m - messages_.data() + 1) + " " + std::to_string(m->entry.size));
+  }
+  std::string out = "+OK scan listing follows\r\n";
+  for (size_t i = 0; i < messages_.size(); ++i)
+    if (!messages_[i].deleted) out += std::to_string(i + 1) + " " + std::to_string(messages_[i].entry.size) + "\r\n";
+  stream_.queue(out + ".\r\n");
+}
+
+asio::awaitable<void> Session::cmd_uidl(std::string_view args) {
+  if (!args.empty()) {
+    Message* m = message_arg(args);
+    if (!m) co_return err("No such message");
+    co_return ok(std::to_string(m - messages_.data() + 1) + " " + m->entry.uid);
+  }
+  std::string out = "+OK unique-id listing follows\r\n";
+  for (size_t i = 0; i < messages_.size(); ++i)
+    if (!messages_[i].deleted) out += std::to_string(i + 1) + " " + messages_[i].entry.uid + "\r\n";
+  stream_.queue(out + ".\r\n");
+}
+
+asio::awaitable<void> Session::send_message(Message& m, std::optional<uint64_t> top_lines) {
+  int fd = ::open(m.entry.file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    log::error(id_).kv("event", "retr").kv("user", user_).kv("file", m.entry.file.string()).kv("error", std::strerror(errno));
+    co_return err("[SYS/TEMP] Cannot read the message");
+  }
+  ok(top_lines ? "top of message follows" : std::to_string(m.entry.size) + " octets");
+  maildir::WireEncoder enc(top_lines);
+  std::string chunk(kRetrChunk, '\0');
+  std::string out;
+  bool more = true;
+  while (more) {
+    ssize_t n = ::read(fd, chunk.data(), chunk.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // a read error mid-message truncates it; the terminator still follows
+    more = enc.feed(std::string_view(chunk.data(), static_cast<size_t>(n)), out);
+    if (out.size() >= kFlushThreshold) {
+      bytes_sent_ += out.size();
+      stream_.queue(out);
+      out.clear();
+      if (!co_await flush()) break;
+    }
+  }
+  ::close(fd);
+  enc.finish(out);
+  bytes_sent_ += out.size();
+  stream_.queue(out);
+}
+
+asio::awaitable<void> Session::cmd_retr(std::string_view args) {
+  Message* m = message_arg(args);
+  if (!m) co_return err("No such message");
+  co_await send_message(*m, std::nullopt);
+  ++n_retr_;
+  if (!m->entry.seen) {
+    try {
+      m->entry.file = maildir_->mark_seen(m->entry);
+      m->entry.seen = true;
+    } catch (const std::exception& e) {
+      log::warn(id_).kv("event", "mark-seen").kv("user", user_).kv("error", e.what());
+    }
+  }
+}
+
+asio::awaitable<void> Session::cmd_top(std::string_view args) {
+  auto a = split_args(args);
+  if (a.size() != 2) co_return bad_command("Usage: TOP message lines");
+  auto lines = parse_number(a[1]);
+  if (!lines) co_return bad_command("Invalid line count");
+  Message* m = message_arg(a[0]);
+  if (!m) co_return err("No such message");
+  ++n_top_;
+  co_await send_message(*m, *lines);
+}
+
+asio::awaitable<void> Session::cmd_dele(std::string_view args) {
+  Message* m = message_arg(args);
+  if (!m) co_return err("No such message");
+  m->deleted = true;
+  ++n_dele_;
+  ok("Marked to be deleted");
+}
+
+asio::awaitable<void> Session::cmd_noop(std::string_view args) {
+  if (!args.empty()) co_return bad_command("NOOP takes no arguments");
+  ok("");
+}
+
+asio::awaitable<void> Session::cmd_rset(std::string_view args) {
+  if (!args.empty()) co_return bad_command("RSET takes no arguments");
+  for (auto& m : messages_) m.deleted = false;
+  ok("Maildrop has " + std::to_string(messages_.size()) + " messages");
+}
+
+}  // namespace
+
+asio::awaitable<void> run_session(Server& server, config::Listener listener, net::Stream stream,
+                                  net::ConnectionLimiter::Token token) {
+  (void)token;  // held for the session's lifetime: releases the connection slot at the end
+  Session session(server, std::move(listener), std::move(stream));
+  co_await session.run();
+}
+
+}  // namespace rg::pop3
