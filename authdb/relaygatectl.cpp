@@ -20,6 +20,7 @@
 #include "shared/config.h"
 #include "shared/ip.h"
 #include "shared/sasl/codec.h"
+#include "shared/spool.h"
 
 namespace {
 
@@ -50,6 +51,7 @@ const char* const kUsage =
     "  grant purge\n"
     "  status [--write]\n"
     "  sasl-plain NAME [--password-stdin]\n"
+    "  queue list [--json]\n"
     "  config check\n"
     "Without --config the embedded defaults apply, relative to the current folder.\n";
 
@@ -371,6 +373,36 @@ int sasl_plain(Context&, Args& a) {
   return kExitOk;
 }
 
+int queue_list(Context& c, Args& a) {
+  bool json = a.flag("--json");
+  a.done(0);
+  std::vector<std::string> problems;
+  auto queued = spool::Spool(c.cfg.spool_dir).list(&problems);
+  for (const auto& p : problems) std::cerr << "relaygatectl: " << p << "\n";
+  const int64_t t = now();
+  if (json) {
+    auto arr = nlohmann::ordered_json::array();
+    for (const auto& e : queued) {
+      auto rcpts = nlohmann::ordered_json::array();
+      for (const auto& r : e.recipients) rcpts.push_back({{"address", r.address}, {"state", r.state}, {"last_error", r.last_error}});
+      arr.push_back({{"id", e.id}, {"sender", e.sender}, {"recipients", rcpts}, {"size", e.size},
+                     {"age_seconds", t - e.created_at}, {"created_at", authdb::iso8601(e.created_at)},
+                     {"next_attempt_at", authdb::iso8601(e.next_attempt_at)}, {"attempts", e.attempts}, {"held", e.held}});
+    }
+    std::cout << arr.dump(2) << "\n";
+    return problems.empty() ? kExitOk : kExitFail;
+  }
+  std::printf("%-14s %-30s %-8s %-8s %s\n", "ID", "SENDER", "SIZE", "AGE", "RECIPIENTS");
+  for (const auto& e : queued) {
+    std::string rcpts;
+    for (const auto& r : e.recipients) rcpts += (rcpts.empty() ? "" : ", ") + r.address + " (" + r.state + ")";
+    std::printf("%-14s %-30s %-8llu %-8s %s\n", e.id.c_str(), e.sender.empty() ? "<>" : e.sender.c_str(),
+                static_cast<unsigned long long>(e.size), (std::to_string(t - e.created_at) + "s").c_str(), rcpts.c_str());
+  }
+  if (queued.empty()) std::printf("(queue is empty)\n");
+  return problems.empty() ? kExitOk : kExitFail;
+}
+
 int config_check(Context& c, Args& a) {
   a.done(0);
   std::cout << (c.cfg.file.empty() ? std::string("embedded defaults") : c.cfg.file.string()) << ": ok\n";
@@ -397,6 +429,7 @@ const std::vector<Command>& commands() {
       {{"grant", "purge"}, grant_purge},
       {{"status"}, status},
       {{"sasl-plain"}, sasl_plain, false},
+      {{"queue", "list"}, queue_list},
       {{"config", "check"}, config_check},
   };
   return table;

@@ -1,0 +1,869 @@
+// SMTP session. States: CONNECTED → GREETED (EHLO/HELO) → MAIL → RCPT, back to GREETED after
+// DATA or RSET; STARTTLS returns to CONNECTED. Commands come from one table with flags; each
+// handler checks state and arguments (503/501) before doing the work (OpenSMTPD style).
+// Invariants: a non-local RCPT is accepted only for SMTP AUTH, a live grant checked at RCPT
+// time, or trusted_networks — never when authdb cannot answer (451 4.3.0); only
+// CRLF "." CRLF ends DATA (RFC 5321 §4.1.1.4, CVE-2023-51764); 250 after DATA only once the
+// message is fsync'd in every Maildir and in the spool; no plaintext byte survives STARTTLS.
+#include "smtpd/session.h"
+
+#include <unistd.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cerrno>
+#include <chrono>
+#include <ctime>
+#include <memory>
+#include <system_error>
+
+#include "authdb/users.h"
+#include "shared/log.h"
+#include "shared/maildir.h"
+#include "shared/net/errors.h"
+#include "shared/sasl/codec.h"
+#include "shared/sasl/sasl.h"
+#include "shared/spool.h"
+#include "smtpd/address.h"
+#include "smtpd/server.h"
+
+namespace rg::smtp {
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// RFC 5321 §4.5.3.1.4: command lines of at least 512 octets; AUTH lines carry up to 12288
+// octets of response (RFC 4954 §4), so the reader allows that and other commands stop at kMaxCommandLine.
+constexpr size_t kMaxCommandLine = 2048;
+constexpr size_t kMaxAuthLine = 12288 + 64;
+constexpr size_t kMaxSaslResponse = 12288 + 2;  // RFC 4954 §4, with CRLF
+// RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets including CRLF. DATA is read with
+// a larger bound so an over-long line is still seen whole, with its real line ending.
+constexpr size_t kMaxTextLine = 1000;
+constexpr size_t kDataReadLimit = 64 * 1024;
+constexpr auto kWriteTimeout = 60s;
+constexpr auto kTlsHandshakeTimeout = 30s;
+constexpr auto kDataRateGrace = 30s;  // min_data_rate is judged only after this much DATA time
+
+enum class State { Connected, Greeted, Mail, Rcpt };
+enum Flags : unsigned {
+  kBeforeTls = 1,     // allowed before STARTTLS on a "required" listener
+  kSyncCheck = 2,     // unauthenticated pipelining past this command is a sync error (Postfix ≥ 3.9)
+};
+
+struct Rcpt {
+  Mailbox mailbox;
+  bool local = false;
+  std::string user;  // local recipients: canonical user name
+};
+
+struct CommandStat {
+  const char* name;
+  unsigned ok = 0, total = 0;
+};
+
+std::string upper(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string rfc5322_date(std::time_t t) {
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+  return buf;
+}
+
+// Text safe to echo in a reply or a header: printable ASCII only, bounded.
+std::string printable(std::string_view s, size_t max = 255) {
+  std::string out;
+  for (unsigned char c : s.substr(0, max)) out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
+  return out;
+}
+
+class Session {
+ public:
+  Session(Server& server, config::Listener listener, net::Stream stream)
+      : srv_(server), listener_(std::move(listener)), stream_(std::move(stream)) {
+    id_ = "smtp-" + std::to_string(getpid()) + "-" + std::to_string(++server.sessions_started);
+  }
+  asio::awaitable<void> run();
+
+ private:
+  using Handler = asio::awaitable<void> (Session::*)(std::string_view args);
+  struct Command {
+    std::string_view name;
+    Handler handler;
+    unsigned flags;
+  };
+  static const Command kCommands[];
+
+  void reply(int code, std::string_view enhanced, std::string_view text) {
+    std::string line = std::to_string(code);
+    line.append(" ").append(enhanced).append(" ").append(text).append("\r\n");
+    stream_.queue(line);
+    if (code >= 400) ++errors_;
+  }
+  asio::awaitable<bool> flush() {
+    if (auto ec = co_await stream_.flush(kWriteTimeout)) {
+      closing_ = true;
+      co_return false;
+    }
+    co_return true;
+  }
+  void count(const char* name, bool ok) {
+    for (auto& s : stats_)
+      if (std::string_view(s.name) == name) {
+        ++s.total;
+        s.ok += ok;
+        return;
+      }
+  }
+  bool tls_required_now() const { return listener_.tls == config::TlsMode::Required && !stream_.is_tls(); }
+  bool starttls_available() const {
+    return !stream_.is_tls() && (listener_.tls == config::TlsMode::StartTls || listener_.tls == config::TlsMode::Required);
+  }
+  bool plaintext_ok() const { return stream_.is_tls() || srv_.cfg.auth.allow_plaintext_without_tls; }
+  bool submission() const { return listener_.mode != config::SmtpMode::Relay; }
+  sasl::Context sasl_context() const { return {srv_.cfg.hostname, "smtp", ""}; }
+  std::string advertised_mechanisms() const;
+  bool is_local_domain(const Mailbox& m) const {
+    if (m.literal) return false;
+    for (const auto& d : srv_.cfg.local_domains)
+      if (d == m.domain) return true;
+    return false;
+  }
+  enum class Relay { Allowed, Denied, TempFail };
+  Relay relay_permission();
+  void reset_transaction() {
+    from_.reset();
+    rcpts_.clear();
+    declared_size_ = 0;
+    if (state_ == State::Mail || state_ == State::Rcpt) state_ = State::Greeted;
+  }
+  asio::awaitable<void> sync_error();
+
+  asio::awaitable<void> dispatch(std::string_view line);
+  asio::awaitable<void> cmd_ehlo(std::string_view);
+  asio::awaitable<void> cmd_helo(std::string_view);
+  asio::awaitable<void> cmd_starttls(std::string_view);
+  asio::awaitable<void> cmd_auth(std::string_view);
+  asio::awaitable<void> cmd_mail(std::string_view);
+  asio::awaitable<void> cmd_rcpt(std::string_view);
+  asio::awaitable<void> cmd_data(std::string_view);
+  asio::awaitable<void> cmd_rset(std::string_view);
+  asio::awaitable<void> cmd_noop(std::string_view);
+  asio::awaitable<void> cmd_vrfy(std::string_view);
+  asio::awaitable<void> cmd_help(std::string_view);
+  asio::awaitable<void> cmd_quit(std::string_view);
+  asio::awaitable<void> greet(std::string_view args, bool extended);
+  asio::awaitable<void> auth_failed(std::string_view mech, std::string_view login, std::string_view why);
+  asio::awaitable<void> auth_succeeded(const std::string& user, std::string_view mech);
+  asio::awaitable<void> deliver(std::shared_ptr<const std::string> body);
+
+  Server& srv_;
+  config::Listener listener_;
+  net::Stream stream_;
+  std::string id_;
+  State state_ = State::Connected;
+  std::string helo_;
+  bool esmtp_ = false;
+  std::string auth_user_;   // SMTP AUTH identity, empty if none
+  std::string auth_mech_;
+  std::string relay_by_;    // how the current transaction may relay: "sasl:u", "grant:u", "trusted"
+  std::optional<Path> from_;
+  std::vector<Rcpt> rcpts_;
+  uint64_t declared_size_ = 0;
+  int64_t errors_ = 0;
+  bool closing_ = false;
+  std::vector<CommandStat> stats_ = {{"ehlo"}, {"helo"}, {"starttls"}, {"auth"}, {"mail"}, {"rcpt"},
+                                     {"data"}, {"rset"}, {"noop"}, {"vrfy"}, {"help"}, {"quit"}, {"unknown"}};
+};
+
+const Session::Command Session::kCommands[] = {
+    {"EHLO", &Session::cmd_ehlo, kBeforeTls | kSyncCheck},
+    {"HELO", &Session::cmd_helo, kBeforeTls | kSyncCheck},
+    {"STARTTLS", &Session::cmd_starttls, kBeforeTls},
+    {"AUTH", &Session::cmd_auth, 0},
+    {"MAIL", &Session::cmd_mail, 0},
+    {"RCPT", &Session::cmd_rcpt, 0},
+    {"DATA", &Session::cmd_data, kSyncCheck},
+    {"RSET", &Session::cmd_rset, kBeforeTls},
+    {"NOOP", &Session::cmd_noop, kBeforeTls},
+    {"VRFY", &Session::cmd_vrfy, 0},
+    {"HELP", &Session::cmd_help, kBeforeTls},
+    {"QUIT", &Session::cmd_quit, kBeforeTls},
+};
+
+// Where PLAIN/LOGIN are usable every user can log in with them, so only they are offered:
+// clients such as Perl Net::SMTP pick the "strongest" advertised mechanism, and CRAM-MD5 works
+// only for users with a legacy secret. Challenge-response mechanisms are advertised where the
+// password would otherwise cross in clear, and accepted everywhere when a client asks for them.
+std::string Session::advertised_mechanisms() const {
+  std::string out;
+  const bool plain_usable = plaintext_ok();
+  for (auto name : sasl::kMechanismNames) {
+    auto m = sasl::make_mechanism(name, sasl_context());
+    if (!m || m->plaintext() != plain_usable) continue;
+    if (m->name() == "DIGEST-MD5" && !srv_.cfg.auth.digest_md5) continue;
+    if (!out.empty()) out += ' ';
+    out += name;
+  }
+  return out;
+}
+
+asio::awaitable<void> Session::sync_error() {
+  reply(554, "5.5.0", "Error: SMTP protocol synchronization");
+  log::info(id_).kv("event", "sync-error").kv("ip", stream_.remote_ip()).kv("state", static_cast<int>(state_));
+  closing_ = true;
+  co_return;
+}
+
+asio::awaitable<void> Session::run() {
+  log::info(id_).kv("event", "connect").kv("ip", stream_.remote_ip()).kv("port", stream_.remote_port())
+      .kv("listener", listener_.port).kv("mode", config::to_string(listener_.mode));
+  if (listener_.tls == config::TlsMode::Implicit) {
+    if (auto ec = co_await stream_.start_tls(*srv_.tls, kTlsHandshakeTimeout)) {
+      log::info(id_).kv("event", "disconnect").kv("reason", "tls-handshake-failed").kv("error", ec.message());
+      co_return;
+    }
+  }
+  // RFC 5321 §4.3.1: the client waits for the greeting; one that talks first is a spammer
+  // or a smuggling probe (Postfix postscreen "pregreet").
+  bool early = srv_.cfg.smtpd.greeting_pause_ms > 0
+                   ? co_await stream_.input_ready_within(std::chrono::milliseconds(srv_.cfg.smtpd.greeting_pause_ms))
+                   : stream_.has_pending_input();
+  std::string reason = "quit";
+  if (early) {
+    co_await sync_error();
+    reason = "pregreet";
+  } else {
+    reply(220, "", srv_.cfg.hostname + " ESMTP relaygate");
+  }
+  const auto idle = std::chrono::seconds(srv_.cfg.smtpd.command_timeout_seconds);
+  while (!closing_) {
+    if (!stream_.has_pending_input() && !co_await flush()) {
+      reason = "write-error";
+      break;
+    }
+    auto [ec, raw] = co_await stream_.read_line(kMaxAuthLine, idle);
+    if (ec == net::errc::timeout) {
+      reply(421, "4.4.2", srv_.cfg.hostname + " Error: timeout exceeded");
+      reason = "timeout";
+      break;
+    }
+    if (ec == net::errc::line_too_long) {
+      reply(500, "5.5.2", "Error: line too long");
+      count("unknown", false);
+    } else if (ec) {
+      reason = ec == asio::error::eof ? "client-closed" : "read-error";
+      break;
+    } else {
+      if (raw.size() > kMaxCommandLine && upper(std::string_view(raw).substr(0, 5)) != "AUTH ") {
+        reply(500, "5.5.2", "Error: line too long");
+        count("unknown", false);
+      } else {
+        while (!raw.empty() && (raw.back() == '\n' || raw.back() == '\r')) raw.pop_back();
+        co_await dispatch(raw);
+      }
+    }
+    if (!closing_ && errors_ >= srv_.cfg.smtpd.max_errors) {
+      reply(421, "4.7.0", srv_.cfg.hostname + " Error: too many errors");
+      reason = "too-many-errors";
+      break;
+    }
+  }
+  if (closing_ && reason == "quit" && errors_ > 0 && stats_[11].total == 0) reason = "closed-by-server";
+  co_await stream_.flush(kWriteTimeout);
+  co_await stream_.shutdown(2s);
+  auto line = log::info(id_);
+  line.kv("event", "disconnect").kv("reason", reason).kv("ip", stream_.remote_ip());
+  for (const auto& s : stats_) {
+    if (s.total == 0) continue;
+    line.kv(s.name, s.ok == s.total ? std::to_string(s.total) : std::to_string(s.ok) + "/" + std::to_string(s.total));
+  }
+}
+
+asio::awaitable<void> Session::dispatch(std::string_view line) {
+  std::string_view keyword = line.substr(0, line.find(' '));
+  std::string_view args = keyword.size() < line.size() ? line.substr(keyword.size() + 1) : std::string_view();
+  std::string name = upper(keyword);
+  for (const auto& c : kCommands) {
+    if (c.name != name) continue;
+    if (tls_required_now() && !(c.flags & kBeforeTls)) {
+      reply(530, "5.7.0", "Must issue a STARTTLS command first");
+      std::string lower_name(c.name);
+      for (auto& ch : lower_name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      for (auto& s : stats_)
+        if (s.name == lower_name) ++s.total;
+      co_return;
+    }
+    // RFC 2920 §3.1: EHLO/HELO and DATA end a pipelined group; an unauthenticated client that
+    // sends on without waiting for the reply is refused (Postfix smtpd_forbid_unauth_pipelining).
+    if ((c.flags & kSyncCheck) && auth_user_.empty() && stream_.has_pending_input()) co_return co_await sync_error();
+    co_await (this->*c.handler)(args);
+    co_return;
+  }
+  count("unknown", false);
+  reply(500, "5.5.2", "Error: command not recognized");
+}
+
+asio::awaitable<void> Session::greet(std::string_view args, bool extended) {
+  const char* name = extended ? "ehlo" : "helo";
+  std::string_view host = args.substr(0, args.find(' '));
+  if (host.empty()) {
+    count(name, false);
+    co_return reply(501, "5.5.4", extended ? "Syntax: EHLO hostname" : "Syntax: HELO hostname");
+  }
+  count(name, true);
+  helo_ = printable(host, 255);
+  esmtp_ = extended;
+  reset_transaction();
+  state_ = State::Greeted;
+  if (!extended) co_return reply(250, "", srv_.cfg.hostname);
+  std::vector<std::string> lines = {srv_.cfg.hostname, "PIPELINING", "SIZE " + std::to_string(srv_.cfg.smtpd.max_message_size),
+                                    "ENHANCEDSTATUSCODES", "8BITMIME"};
+  if (starttls_available()) lines.push_back("STARTTLS");
+  if (!tls_required_now() && auth_user_.empty()) {
+    std::string mechs = advertised_mechanisms();
+    if (!mechs.empty()) lines.push_back("AUTH " + mechs);
+  }
+  std::string out;
+  for (size_t i = 0; i < lines.size(); ++i) out += "250" + std::string(i + 1 < lines.size() ? "-" : " ") + lines[i] + "\r\n";
+  stream_.queue(out);
+}
+
+asio::awaitable<void> Session::cmd_ehlo(std::string_view args) { co_await greet(args, true); }
+asio::awaitable<void> Session::cmd_helo(std::string_view args) { co_await greet(args, false); }
+
+asio::awaitable<void> Session::cmd_starttls(std::string_view args) {
+  if (!args.empty()) {
+    count("starttls", false);
+    co_return reply(501, "5.5.4", "Syntax: STARTTLS");
+  }
+  if (stream_.is_tls()) {
+    count("starttls", false);
+    co_return reply(503, "5.5.1", "Error: TLS already active");
+  }
+  if (!starttls_available()) {
+    count("starttls", false);
+    co_return reply(502, "5.5.1", "Error: command not implemented");
+  }
+  count("starttls", true);
+  reply(220, "2.0.0", "Ready to start TLS");
+  const size_t discarded = stream_.buffered();
+  if (!co_await flush()) co_return;
+  if (auto ec = co_await stream_.start_tls(*srv_.tls, kTlsHandshakeTimeout)) {
+    log::info(id_).kv("event", "starttls").kv("outcome", "failed").kv("error", ec.message());
+    closing_ = true;
+    co_return;
+  }
+  // RFC 3207 §4.2: forget everything learned before TLS; the client must EHLO again.
+  state_ = State::Connected;
+  helo_.clear();
+  auth_user_.clear();
+  auth_mech_.clear();
+  reset_transaction();
+  state_ = State::Connected;
+  log::info(id_).kv("event", "starttls").kv("outcome", "ok").kv("tls", stream_.tls_description())
+      .kv("discarded_plaintext", discarded);
+}
+
+asio::awaitable<void> Session::auth_failed(std::string_view mech, std::string_view login, std::string_view why) {
+  count("auth", false);
+  if (why == "tempfail") co_return reply(454, "4.7.0", "Temporary authentication failure");
+  int64_t failures = co_await srv_.auth.failed(stream_.remote_ip());
+  log::info(id_).kv("event", "auth").kv("mech", mech).kv("outcome", "failed").kv("reason", why)
+      .kv("ip", stream_.remote_ip()).kv("login", login).kv("tls", stream_.is_tls()).kv("failures", failures);
+  reply(535, "5.7.8", "Error: authentication failed");
+}
+
+asio::awaitable<void> Session::auth_succeeded(const std::string& user, std::string_view mech) {
+  count("auth", true);
+  srv_.auth.succeeded(stream_.remote_ip());
+  auth_user_ = user;
+  auth_mech_ = std::string(mech);
+  log::info(id_).kv("event", "auth").kv("mech", mech).kv("outcome", "ok").kv("user", user).kv("ip", stream_.remote_ip())
+      .kv("tls", stream_.is_tls() ? stream_.tls_description() : "no");
+  reply(235, "2.7.0", "Authentication successful");
+  co_return;
+}
+
+asio::awaitable<void> Session::cmd_auth(std::string_view args) {
+  // Checks first (RFC 4954 §4): state, then mechanism, then TLS policy.
+  if (state_ == State::Connected || !esmtp_) {
+    count("auth", false);
+    co_return reply(503, "5.5.1", "Error: send EHLO first");
+  }
+  if (!auth_user_.empty()) {
+    count("auth", false);
+    co_return reply(503, "5.5.1", "Error: already authenticated");
+  }
+  if (state_ != State::Greeted) {
+    count("auth", false);
+    co_return reply(503, "5.5.1", "Error: MAIL transaction in progress");
+  }
+  std::string_view mech_name = args.substr(0, args.find(' '));
+  std::string_view rest = mech_name.size() < args.size() ? args.substr(mech_name.size() + 1) : std::string_view();
+  if (mech_name.empty() || rest.find(' ') != std::string_view::npos) {
+    count("auth", false);
+    co_return reply(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
+  }
+  auto mech = sasl::make_mechanism(mech_name, sasl_context());
+  if (!mech || (mech->name() == "DIGEST-MD5" && !srv_.cfg.auth.digest_md5)) {
+    count("auth", false);
+    co_return reply(504, "5.5.4", "Unrecognized authentication type");
+  }
+  if (mech->plaintext() && !plaintext_ok()) {
+    count("auth", false);
+    co_return reply(538, "5.7.11", "Encryption required for requested authentication mechanism");
+  }
+  const std::string mname(mech->name());
+  std::optional<std::string> initial;
+  if (!rest.empty()) {
+    if (rest == "=") {
+      initial = "";  // RFC 4954 §4: "=" is an empty initial response
+    } else {
+      initial = sasl::base64_decode(rest);
+      if (!initial) {
+        count("auth", false);
+        co_return reply(501, "5.5.2", "Error: invalid base64 data");
+      }
+    }
+  }
+  sasl::Step step = initial ? mech->start(std::string_view(*initial)) : mech->start(std::nullopt);
+  std::string login = "-";
+  for (;;) {
+    if (auto* ch = std::get_if<sasl::Challenge>(&step)) {
+      stream_.queue("334 " + sasl::base64_encode(ch->data) + "\r\n");
+      if (!co_await flush()) co_return;
+      auto [ec, raw] = co_await stream_.read_line(kMaxSaslResponse, std::chrono::seconds(srv_.cfg.smtpd.command_timeout_seconds));
+      if (ec == net::errc::line_too_long) {
+        count("auth", false);
+        co_return reply(500, "5.5.6", "Error: authentication exchange line is too long");
+      }
+      if (ec) {
+        closing_ = true;
+        co_return;
+      }
+      while (!raw.empty() && (raw.back() == '\n' || raw.back() == '\r')) raw.pop_back();
+      if (raw == "*") {
+        count("auth", false);
+        log::info(id_).kv("event", "auth").kv("mech", mname).kv("outcome", "aborted").kv("ip", stream_.remote_ip());
+        co_return reply(501, "5.7.0", "Authentication aborted");
+      }
+      auto decoded = sasl::base64_decode(raw);
+      if (!decoded) {
+        count("auth", false);
+        co_return reply(501, "5.5.2", "Error: invalid base64 data");
+      }
+      step = mech->step(*decoded);
+    } else if (auto* vp = std::get_if<sasl::VerifyPassword>(&step)) {
+      login = vp->authcid;
+      auto outcome = co_await srv_.auth.check_password(vp->authcid, vp->password);
+      if (outcome.result != AuthOutcome::Result::Ok) co_return co_await auth_failed(mname, login, outcome.reason());
+      // RFC 4616 §2: acting as another identity is refused (535 5.7.8).
+      if (!vp->authzid.empty() && srv_.auth.user_of(vp->authzid) != outcome.user)
+        co_return co_await auth_failed(mname, login, "authzid-mismatch");
+      co_return co_await auth_succeeded(outcome.user, mname);
+    } else if (auto* ns = std::get_if<sasl::NeedSecret>(&step)) {
+      login = ns->authcid;
+      auto ls = srv_.auth.legacy_secret(ns->authcid);
+      if (ls.tempfail) co_return co_await auth_failed(mname, login, "tempfail");
+      step = ls.secret ? mech->provide_secret(std::string_view(*ls.secret)) : mech->provide_secret(std::nullopt);
+    } else if (auto* s = std::get_if<sasl::Success>(&step)) {
+      auto user = srv_.auth.user_of(s->authcid);
+      if (!user || (!s->authzid.empty() && srv_.auth.user_of(s->authzid) != user))
+        co_return co_await auth_failed(mname, login, "authzid-mismatch");
+      co_return co_await auth_succeeded(*user, mname);
+    } else {
+      const auto& f = std::get<sasl::Failure>(step);
+      if (f.kind != sasl::Failure::Kind::BadCredentials) {
+        count("auth", false);
+        log::info(id_).kv("event", "auth").kv("mech", mname).kv("outcome", "malformed").kv("reason", f.reason);
+        co_return reply(501, "5.5.2", "Error: malformed authentication response");
+      }
+      // No temporary std::string inside co_await: g++ 12 destroys such temporaries twice.
+      const std::string_view why = f.reason.empty() ? std::string_view("bad-credentials") : std::string_view(f.reason);
+      co_return co_await auth_failed(mname, login, why);
+    }
+  }
+}
+
+Session::Relay Session::relay_permission() {
+  if (!auth_user_.empty()) {
+    relay_by_ = "sasl:" + auth_user_;
+    return Relay::Allowed;
+  }
+  for (const auto& net : srv_.trusted)
+    if (cidr_contains(net, stream_.remote_ip())) {
+      relay_by_ = "trusted";
+      return Relay::Allowed;
+    }
+  try {
+    // Checked in authdb on every call: a grant made a second ago by pop3d counts, an expired
+    // one never does (no cache that could go stale).
+    const int64_t now = std::time(nullptr);
+    if (auto g = srv_.db.live_grant(stream_.remote_ip(), now)) {
+      relay_by_ = "grant:" + g->user;
+      srv_.db.touch(stream_.remote_ip(), now);
+      return Relay::Allowed;
+    }
+    return Relay::Denied;
+  } catch (const authdb::Error& e) {
+    log::error(id_).kv("event", "relay-check-failed").kv("error", e.what());
+    return Relay::TempFail;
+  }
+}
+
+asio::awaitable<void> Session::cmd_mail(std::string_view args) {
+  if (state_ == State::Connected) {
+    count("mail", false);
+    co_return reply(503, "5.5.1", "Error: send HELO/EHLO first");
+  }
+  if (state_ != State::Greeted) {
+    count("mail", false);
+    co_return reply(503, "5.5.1", "Error: nested MAIL command");
+  }
+  auto parsed = parse_path_arg(args, "FROM:", true);
+  if (!parsed.path) {
+    count("mail", false);
+    co_return reply(501, "5.1.7", "Bad sender address syntax: " + parsed.error->text);
+  }
+  uint64_t size = 0;
+  for (const auto& [key, value] : parsed.path->params) {
+    if (key == "SIZE") {
+      // RFC 1870 §6: a declared size over the limit is refused at MAIL.
+      bool digits = !value.empty() && value.size() <= 19 && value.find_first_not_of("0123456789") == std::string::npos;
+      if (!digits) {
+        count("mail", false);
+        co_return reply(501, "5.5.4", "Bad SIZE parameter");
+      }
+      size = std::stoull(value);
+      if (size > static_cast<uint64_t>(srv_.cfg.smtpd.max_message_size)) {
+        count("mail", false);
+        co_return reply(552, "5.3.4", "Message size exceeds fixed limit");
+      }
+    } else if (key == "BODY") {
+      std::string v = upper(value);
+      if (v != "7BIT" && v != "8BITMIME") {
+        count("mail", false);
+        co_return reply(501, "5.5.4", "Bad BODY parameter");
+      }
+    } else if (key == "AUTH") {
+      // RFC 4954 §5: accepted and not trusted (we never relay on its say-so).
+    } else {
+      count("mail", false);
+      co_return reply(555, "5.5.4", "Unsupported option: " + printable(key, 32));
+    }
+  }
+  // RFC 6409 §4.3 / RFC 8314: submission ports take mail only from authorized clients.
+  if (submission()) {
+    Relay r = relay_permission();
+    if (r == Relay::TempFail) {
+      count("mail", false);
+      co_return reply(451, "4.3.0", "Temporary lookup failure");
+    }
+    if (r == Relay::Denied) {
+      count("mail", false);
+      co_return reply(530, "5.7.0", "Authentication required");
+    }
+  }
+  count("mail", true);
+  from_ = std::move(parsed.path);
+  declared_size_ = size;
+  state_ = State::Mail;
+  log::info(id_).kv("event", "mail").kv("from", from_->null ? "<>" : from_->mailbox.text()).kv("size", size);
+  reply(250, "2.1.0", "Ok");
+}
+
+asio::awaitable<void> Session::cmd_rcpt(std::string_view args) {
+  if (state_ != State::Mail && state_ != State::Rcpt) {
+    count("rcpt", false);
+    co_return reply(503, "5.5.1", "Error: need MAIL command");
+  }
+  auto parsed = parse_path_arg(args, "TO:", false);
+  if (!parsed.path) {
+    count("rcpt", false);
+    co_return reply(501, "5.1.3", "Bad recipient address syntax: " + parsed.error->text);
+  }
+  if (!parsed.path->params.empty()) {
+    count("rcpt", false);
+    co_return reply(555, "5.5.4", "Unsupported option: " + printable(parsed.path->params.front().first, 32));
+  }
+  if (rcpts_.size() >= static_cast<size_t>(srv_.cfg.smtpd.max_recipients)) {
+    count("rcpt", false);
+    co_return reply(452, "4.5.3", "Error: too many recipients");
+  }
+  Rcpt r{parsed.path->mailbox, false, {}};
+  const std::string addr = r.mailbox.text();
+  if (is_local_domain(r.mailbox)) {
+    // A local part is a user name or nothing: u%ext, ext!u, "u@ext" never name a user and
+    // never relay; and a name can never reach a path (authdb/users.h rules).
+    bool valid_name = !r.mailbox.quoted && !authdb::user_name_problem(r.mailbox.local);
+    std::optional<authdb::UserAuth> user;
+    try {
+      if (valid_name) user = srv_.db.find_user(authdb::canonical_user_name(r.mailbox.local));
+    } catch (const authdb::Error& e) {
+      log::error(id_).kv("event", "rcpt-lookup-failed").kv("error", e.what());
+      count("rcpt", false);
+      co_return reply(451, "4.3.0", "<" + printable(addr) + ">: Temporary lookup failure");
+    }
+    if (!user || !user->enabled) {
+      count("rcpt", false);
+      log::info(id_).kv("event", "rcpt").kv("to", addr).kv("outcome", "rejected").kv("reason", "unknown-user");
+      co_return reply(550, "5.1.1", "<" + printable(addr) + ">: Recipient address rejected: User unknown in local recipient table");
+    }
+    r.local = true;
+    r.user = user->name;
+  } else {
+    Relay rel = relay_permission();
+    if (rel == Relay::TempFail) {
+      count("rcpt", false);
+      co_return reply(451, "4.3.0", "<" + printable(addr) + ">: Temporary lookup failure");
+    }
+    if (rel == Relay::Denied) {
+      count("rcpt", false);
+      log::info(id_).kv("event", "rcpt").kv("to", addr).kv("outcome", "rejected").kv("reason", "relay-denied")
+          .kv("ip", stream_.remote_ip());
+      co_return reply(554, "5.7.1", "<" + printable(addr) + ">: Relay access denied");
+    }
+  }
+  count("rcpt", true);
+  log::info(id_).kv("event", "rcpt").kv("to", addr).kv("outcome", "accepted").kv("local", r.local)
+      .kv("by", r.local ? std::string("local") : relay_by_);
+  rcpts_.push_back(std::move(r));
+  state_ = State::Rcpt;
+  reply(250, "2.1.5", "Ok");
+}
+
+asio::awaitable<void> Session::cmd_data(std::string_view args) {
+  if (!args.empty()) {
+    count("data", false);
+    co_return reply(501, "5.5.4", "Syntax: DATA");
+  }
+  if (state_ != State::Rcpt) {
+    count("data", false);
+    co_return reply(503, "5.5.1", state_ == State::Mail ? "Error: need RCPT command" : "Error: need MAIL command");
+  }
+  reply(354, "", "End data with <CR><LF>.<CR><LF>");
+  if (!co_await flush()) co_return;
+
+  const uint64_t max_size = static_cast<uint64_t>(srv_.cfg.smtpd.max_message_size);
+  const bool normalize = listener_.mode == config::SmtpMode::Relay;
+  auto body = std::make_shared<std::string>();
+  body->reserve(std::min<uint64_t>(declared_size_ ? declared_size_ + 1024 : 16384, max_size + 1024));
+  bool too_big = false, too_long = false, bare = false;
+  bool prev_crlf = true;  // the DATA command line ended with CRLF
+  uint64_t received = 0;
+  const auto start = Clock::now();
+  const auto timeout = std::chrono::seconds(srv_.cfg.smtpd.data_timeout_seconds);
+  for (;;) {
+    auto [ec, line] = co_await stream_.read_line(kDataReadLimit, timeout);
+    if (ec == net::errc::line_too_long) {
+      // How the dropped line ended is unknown, so the next line never ends DATA (no
+      // smuggling); such a client ends in the data timeout and nothing is accepted.
+      too_long = true;
+      prev_crlf = false;
+      received += kDataReadLimit;
+      continue;
+    }
+    if (ec) {
+      if (ec == net::errc::timeout) reply(421, "4.4.2", srv_.cfg.hostname + " Error: timeout exceeded");
+      log::info(id_).kv("event", "data").kv("outcome", "aborted").kv("error", ec.message()).kv("bytes", received);
+      count("data", false);
+      closing_ = true;
+      co_return;
+    }
+    received += line.size();
+    if (line.size() > kMaxTextLine) too_long = true;
+    const bool crlf = line.size() >= 2 && line[line.size() - 2] == '\r';
+    // RFC 5321 §4.1.1.4: only CRLF "." CRLF ends the data (not LF "." CRLF nor "." LF).
+    if (crlf && prev_crlf && line == ".\r\n") break;
+    std::string_view content(line.data(), line.size() - (crlf ? 2 : 1));
+    if (!crlf) bare = true;
+    if (content.find('\r') != std::string_view::npos) bare = true;
+    if (!content.empty() && content.front() == '.') content.remove_prefix(1);  // §4.5.2 transparency
+    if (!too_big) {
+      if (normalize) {
+        for (char c : content) {
+          if (c == '\r') body->append("\r\n");  // a bare CR becomes a line break (port 25 only)
+          else body->push_back(c);
+        }
+      } else {
+        body->append(content);
+      }
+      body->append("\r\n");
+      if (body->size() > max_size) {
+        too_big = true;
+        body->clear();
+        body->shrink_to_fit();
+      }
+    }
+    prev_crlf = crlf;
+    const auto elapsed = Clock::now() - start;
+    if (srv_.cfg.smtpd.min_data_rate > 0 && elapsed > kDataRateGrace) {
+      double secs = std::chrono::duration<double>(elapsed).count();
+      if (static_cast<double>(received) / secs < static_cast<double>(srv_.cfg.smtpd.min_data_rate)) {
+        reply(421, "4.4.2", srv_.cfg.hostname + " Error: data rate too low");
+        log::info(id_).kv("event", "data").kv("outcome", "too-slow").kv("bytes", received);
+        count("data", false);
+        closing_ = true;
+        co_return;
+      }
+    }
+  }
+  if (too_big) {
+    count("data", false);
+    reset_transaction();
+    co_return reply(552, "5.3.4", "Error: message file too big");
+  }
+  if (too_long) {
+    count("data", false);
+    reset_transaction();
+    co_return reply(500, "5.5.2", "Error: message has a line longer than 998 octets (RFC 5321 §4.5.3.1.6)");
+  }
+  if (bare && !normalize) {
+    // Submission clients must send CRLF only (RFC 5321 §2.3.8); refusing avoids smuggling.
+    count("data", false);
+    reset_transaction();
+    co_return reply(550, "5.5.2", "Error: bare <CR> or <LF> received; use CRLF line endings");
+  }
+  co_await deliver(body);
+}
+
+// Writes the message into each local recipient's Maildir and the spool (for the rest) on the
+// worker pool, all fsync'd before the 250; any failure removes what was already written so a
+// retry by the client cannot deliver twice.
+asio::awaitable<void> Session::deliver(std::shared_ptr<const std::string> body) {
+  const std::string qid = spool::new_queue_id();
+  const std::time_t now = std::time(nullptr);
+  std::string protocol = esmtp_ ? "ESMTP" : "SMTP";
+  if (esmtp_ && stream_.is_tls()) protocol += "S";
+  if (esmtp_ && !auth_user_.empty()) protocol += "A";  // RFC 3848
+  std::string received = "Received: from " + (helo_.empty() ? std::string("unknown") : helo_) + " ([" +
+                         stream_.remote_ip() + "])\r\n\tby " + srv_.cfg.hostname + " (relaygate) with " + protocol +
+                         " id " + qid + "\r\n";
+  if (stream_.is_tls()) received += "\t(using " + stream_.tls_description() + ")\r\n";
+  if (!auth_user_.empty())
+    received += "\t(authenticated as " + auth_user_ + " by " + auth_mech_ + ")\r\n";
+  else if (relay_by_.rfind("grant:", 0) == 0)
+    received += "\t(POP-before-SMTP grant of " + relay_by_.substr(6) + ")\r\n";
+  if (rcpts_.size() == 1) received += "\tfor <" + printable(rcpts_[0].mailbox.text()) + ">";
+  received += "; " + rfc5322_date(now) + "\r\n";
+  const std::string sender = from_->null ? "" : from_->mailbox.text();
+  const std::string return_path = "Return-Path: <" + printable(sender) + ">\r\n";
+
+  std::vector<std::string> local_users;
+  spool::Envelope env;
+  for (const auto& r : rcpts_) {
+    if (r.local) {
+      if (std::find(local_users.begin(), local_users.end(), r.user) == local_users.end()) local_users.push_back(r.user);
+    } else {
+      env.recipients.push_back({r.mailbox.text(), "pending", ""});
+    }
+  }
+  env.id = qid;
+  env.sender = sender;
+  env.created_at = now;
+  env.next_attempt_at = now;
+  env.size = received.size() + body->size();
+  env.client_ip = stream_.remote_ip();
+  env.auth = relay_by_;
+
+  struct Result {
+    int err = 0;
+    std::string error;
+  };
+  auto job = [root = srv_.cfg.maildir_root, spool = srv_.spool, local_users, env, body, received, return_path]() {
+    Result res;
+    std::vector<std::filesystem::path> written;
+    try {
+      for (const auto& u : local_users) {
+        maildir::Maildir md(root, u);
+        md.ensure();
+        written.push_back(md.deliver({return_path, received, *body}));
+      }
+      if (!env.recipients.empty()) spool.enqueue(env, {received, *body});
+    } catch (const std::system_error& e) {
+      res.err = e.code().value();
+      res.error = e.what();
+    } catch (const std::exception& e) {
+      res.err = EIO;
+      res.error = e.what();
+    }
+    if (res.err)
+      for (const auto& p : written) ::unlink(p.c_str());
+    return res;
+  };
+  Result res = co_await srv_.pool.run(job);
+  if (res.err) {
+    count("data", false);
+    log::error(id_).kv("event", "delivery-failed").kv("id", qid).kv("error", res.error);
+    reset_transaction();
+    if (res.err == ENOSPC || res.err == EDQUOT) co_return reply(452, "4.3.1", "Insufficient system storage");
+    co_return reply(451, "4.3.0", "Error: local delivery failed, try again later");
+  }
+  count("data", true);
+  log::info(id_).kv("event", "queued").kv("id", qid).kv("from", sender.empty() ? "<>" : sender)
+      .kv("local", local_users.size()).kv("relay", env.recipients.size()).kv("size", body->size())
+      .kv("by", relay_by_.empty() ? std::string("local") : relay_by_);
+  reset_transaction();
+  reply(250, "2.0.0", "Ok: queued as " + qid);
+}
+
+asio::awaitable<void> Session::cmd_rset(std::string_view args) {
+  if (!args.empty()) {
+    count("rset", false);
+    co_return reply(501, "5.5.4", "Syntax: RSET");
+  }
+  count("rset", true);
+  reset_transaction();
+  reply(250, "2.0.0", "Ok");
+}
+
+asio::awaitable<void> Session::cmd_noop(std::string_view) {
+  count("noop", true);
+  reply(250, "2.0.0", "Ok");
+  co_return;
+}
+
+asio::awaitable<void> Session::cmd_vrfy(std::string_view args) {
+  if (args.empty()) {
+    count("vrfy", false);
+    co_return reply(501, "5.5.4", "Syntax: VRFY address");
+  }
+  count("vrfy", true);
+  // RFC 5321 §3.5.3: 252 neither confirms nor denies, so names cannot be harvested.
+  reply(252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery");
+}
+
+asio::awaitable<void> Session::cmd_help(std::string_view) {
+  count("help", true);
+  reply(214, "2.0.0", "Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA RSET NOOP VRFY HELP QUIT");
+  co_return;
+}
+
+asio::awaitable<void> Session::cmd_quit(std::string_view) {
+  count("quit", true);
+  reply(221, "2.0.0", "Bye");
+  closing_ = true;
+  co_return;
+}
+
+}  // namespace
+
+asio::awaitable<void> run_session(Server& server, config::Listener listener, net::Stream stream,
+                                  net::ConnectionLimiter::Token token) {
+  (void)token;  // held for the session's lifetime
+  Session session(server, std::move(listener), std::move(stream));
+  co_await session.run();
+}
+
+}  // namespace rg::smtp

@@ -1,0 +1,556 @@
+#!/usr/bin/env python3
+"""smtpd end to end (issue 4): real clients over loopback against the real daemons.
+
+Each test class starts one Gateway (smtpd, and pop3d where POP-before-SMTP is involved) and
+stops it at the end; every socket operation is bounded by a timeout."""
+import base64
+import hashlib
+import hmac
+import json
+import os
+import poplib
+import shutil
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import Gateway, LineClient, client_tls_context  # noqa: E402
+
+PW = "s3cret-pass"
+LEGACY_PW = "legacy-pass"
+T = 15  # seconds, per client operation
+
+
+def tool(name):
+    path = shutil.which(name)
+    if not path:
+        raise unittest.SkipTest("%s is not installed (scripts/bootstrap installs it)" % name)
+    return path
+
+
+def run(argv, input=None, timeout=60):
+    return subprocess.run(argv, input=input, capture_output=True, timeout=timeout)
+
+
+class POP3From(poplib.POP3):
+    """poplib.POP3 whose connection comes from a chosen loopback source address."""
+
+    def __init__(self, host, port, source):
+        self._source = source
+        super().__init__(host, port, timeout=T)
+
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), timeout, source_address=(self._source, 0))
+
+
+def smtp(gw, mode="relay", source=None):
+    port = gw.port("smtpd", mode=mode)
+    if mode == "submissions":
+        return smtplib.SMTP_SSL("127.0.0.1", port, timeout=T, context=client_tls_context(),
+                                source_address=(source, 0) if source else None)
+    return smtplib.SMTP("127.0.0.1", port, timeout=T, source_address=(source, 0) if source else None)
+
+
+def expect_code(test, fn, code, enhanced=None):
+    try:
+        fn()
+    except smtplib.SMTPResponseException as e:
+        test.assertEqual(e.smtp_code, code, e.smtp_error)
+        if enhanced:
+            test.assertTrue(e.smtp_error.decode().startswith(enhanced), e.smtp_error)
+        return e
+    except smtplib.SMTPRecipientsRefused as e:
+        (c, msg), = e.recipients.values()
+        test.assertEqual(c, code, msg)
+        if enhanced:
+            test.assertTrue(msg.decode().startswith(enhanced), msg)
+        return e
+    test.fail("expected %d" % code)
+
+
+class SmtpBase(unittest.TestCase):
+    overrides = {}
+    daemons = ("smtpd",)
+
+    @classmethod
+    def setUpClass(cls):
+        cls.gw = Gateway(harness.deep_merge({"auth": {"failure_delay_max_ms": 300}}, cls.overrides))
+        cls.gw.add_user("alice", PW)
+        cls.gw.add_user("bob", LEGACY_PW, legacy=True)
+        for d in cls.daemons:
+            cls.gw.start(d)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.close()
+
+    def local_messages(self, user):
+        md = self.gw.maildir(user)
+        out = []
+        for name in self.gw.messages(user, "new"):
+            with open(os.path.join(md, "new", name), "rb") as f:
+                out.append(f.read())
+        return out
+
+    def queued(self):
+        return json.loads(self.gw.ctl("queue", "list", "--json").stdout)
+
+
+class Submission(SmtpBase):
+    """SMTP AUTH with every mechanism and the common clients."""
+    overrides = {"smtpd": {"max_errors": 30}}
+
+    def test_smtplib_each_mechanism_over_starttls(self):
+        for mech, user, pw in (("PLAIN", "alice", PW), ("LOGIN", "alice", PW), ("CRAM-MD5", "bob", LEGACY_PW)):
+            with self.subTest(mech=mech):
+                with smtp(self.gw, "submission") as s:
+                    s.starttls(context=client_tls_context())
+                    s.ehlo("client.test")
+                    # Over TLS only PLAIN/LOGIN are advertised; CRAM-MD5 is accepted when asked for.
+                    self.assertEqual(s.esmtp_features["auth"].split(), ["PLAIN", "LOGIN"])
+                    s.user, s.password = user, pw
+                    code, _ = s.auth(mech, getattr(s, "auth_" + mech.lower().replace("-", "_")))
+                    self.assertEqual(code, 235)
+                    s.sendmail(user + "@example.test", ["far@remote.test"], b"Subject: t\r\n\r\nbody\r\n")
+        self.assertTrue(any(q["recipients"][0]["address"] == "far@remote.test" for q in self.queued()))
+
+    def test_smtp_ssl_and_multiple_recipients(self):
+        before = len(self.local_messages("alice"))
+        with smtp(self.gw, "submissions") as s:
+            s.login("alice@example.test", PW)
+            refused = s.sendmail("alice@example.test", ["alice@example.test", "bob@example.test", "x@remote.test"],
+                                 b"Subject: many\r\n\r\nto three\r\n")
+            self.assertEqual(refused, {})
+        self.assertEqual(len(self.local_messages("alice")), before + 1)
+        msg = self.local_messages("alice")[-1]
+        self.assertTrue(msg.startswith(b"Return-Path: <alice@example.test>\r\nReceived: from "))
+        self.assertIn(b"with ESMTPSA id", msg)
+        self.assertIn(b"(authenticated as alice by ", msg)
+        self.assertIn(b"(using TLSv1.", msg)
+
+    def test_plain_authzid_forms(self):
+        for blob, ok in ((b"alice\0alice\0" + PW.encode(), True), (b"\0alice\0" + PW.encode(), True),
+                         (b"bob\0alice\0" + PW.encode(), False), (b"\0alice\0wrong", False)):
+            with self.subTest(blob=blob):
+                with smtp(self.gw, "submissions") as s:
+                    s.ehlo("c.test")
+                    code, msg = s.docmd("AUTH", "PLAIN " + base64.b64encode(blob).decode())
+                    if ok:
+                        self.assertEqual((code, msg[:5]), (235, b"2.7.0"))
+                    else:
+                        self.assertEqual((code, msg[:5]), (535, b"5.7.8"))
+
+    def test_plaintext_mechanisms_need_tls(self):
+        with smtp(self.gw, "submission") as s:
+            s.ehlo("c.test")
+            self.assertNotIn("PLAIN", s.esmtp_features.get("auth", ""))
+            self.assertIn("CRAM-MD5", s.esmtp_features.get("auth", ""))
+            code, msg = s.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0alice\0" + PW.encode()).decode())
+            self.assertEqual((code, msg[:6]), (538, b"5.7.11"))
+            code, msg = s.docmd("MAIL", "FROM:<alice@example.test>")
+            self.assertEqual((code, msg[:5]), (530, b"5.7.0"))
+
+    def test_auth_errors(self):
+        with LineClient.open(self.gw.port("smtpd", mode="submissions"), tls=True) as c:
+            self.assertTrue(c.line().startswith("220 "))
+            c.send("EHLO c.test\r\n")
+            while not c.line().startswith("250 "):
+                pass
+            self.assertTrue(c.cmd("AUTH FOO").startswith("504 5.5.4"))
+            self.assertTrue(c.cmd("AUTH PLAIN !!!").startswith("501 5.5.2"))
+            self.assertTrue(c.cmd("AUTH LOGIN").startswith("334 VXNlcm5hbWU6"))
+            self.assertTrue(c.cmd("*").startswith("501 5.7.0"))
+            # Switching mechanisms after '*' many times stays correct (CVE-2011-1720 class).
+            for _ in range(5):
+                self.assertTrue(c.cmd("AUTH CRAM-MD5").startswith("334 "))
+                self.assertTrue(c.cmd("*").startswith("501 5.7.0"))
+                self.assertTrue(c.cmd("AUTH LOGIN").startswith("334 "))
+                self.assertTrue(c.cmd("*").startswith("501 5.7.0"))
+            self.assertTrue(c.cmd("AUTH LOGIN").startswith("334 VXNlcm5hbWU6"))
+            self.assertTrue(c.cmd("A" * 12400).startswith("500 5.5.6"))
+            self.assertTrue(c.cmd("AUTH PLAIN " + base64.b64encode(b"\0alice\0" + PW.encode()).decode()).startswith("235 2.7.0"))
+            self.assertTrue(c.cmd("AUTH PLAIN AAAA").startswith("503 5.5.1"))
+            self.assertTrue(c.cmd("MAIL FROM:<alice@example.test>").startswith("250 "))
+        log = self.gw.log("smtpd")
+        self.assertIn("outcome=aborted", log)
+        self.assertNotIn(PW, log)
+
+    def test_cram_md5_challenge_is_fresh(self):
+        seen = set()
+        for _ in range(5):
+            with LineClient.open(self.gw.port("smtpd", mode="relay")) as c:
+                c.line()
+                c.send("EHLO c.test\r\n")
+                while not c.line().startswith("250 "):
+                    pass
+                ch = c.cmd("AUTH CRAM-MD5")
+                self.assertTrue(ch.startswith("334 "))
+                challenge = base64.b64decode(ch[4:])
+                self.assertRegex(challenge.decode(), r"^<[^<>@]+@mail\.example\.test>$")
+                seen.add(challenge)
+                digest = hmac.new(LEGACY_PW.encode(), challenge, hashlib.md5).hexdigest()
+                self.assertTrue(c.cmd(base64.b64encode(b"bob " + digest.encode()).decode()).startswith("235 2.7.0"))
+        self.assertEqual(len(seen), 5)
+
+    def test_swaks(self):
+        swaks = tool("swaks")
+        port = self.gw.port("smtpd", mode="submission")
+        # CRAM-MD5 is what legacy clients use without TLS, where it is the mechanism advertised.
+        for auth, user, pw, tls in (("PLAIN", "alice", PW, ["--tls"]), ("LOGIN", "alice", PW, ["--tls"]),
+                                    ("CRAM-MD5", "bob", LEGACY_PW, [])):
+            with self.subTest(auth=auth):
+                argv = [swaks, "--server", "127.0.0.1", "--port", str(port), "--from", user + "@example.test",
+                        "--to", "far@remote.test", "--auth", auth, "--auth-user", user, "--auth-password", pw,
+                        "--timeout", "15"] + tls
+                p = run(argv)
+                self.assertEqual(p.returncode, 0, p.stdout.decode()[-2000:])
+                self.assertIn(b"235 2.7.0", p.stdout)
+                self.assertIn(b"250 2.0.0 Ok: queued as", p.stdout)
+        p = run([swaks, "--server", "127.0.0.1", "--port", str(self.gw.port("smtpd", mode="submissions")), "--tlsc",
+                 "--from", "alice@example.test", "--to", "alice@example.test", "--auth", "PLAIN",
+                 "--auth-user", "alice", "--auth-password", PW, "--timeout", "15"])
+        self.assertEqual(p.returncode, 0, p.stdout.decode()[-2000:])
+
+    def test_curl(self):
+        curl = tool("curl")
+        msg = b"From: alice@example.test\r\nSubject: curl\r\n\r\nvia curl\r\n"
+        cases = [("smtp://127.0.0.1:%d" % self.gw.port("smtpd", mode="submission"), ["--ssl-reqd"], "AUTH=PLAIN", "alice", PW),
+                 ("smtp://127.0.0.1:%d" % self.gw.port("smtpd", mode="submission"), ["--ssl-reqd"], "AUTH=LOGIN", "alice", PW),
+                 ("smtp://127.0.0.1:%d" % self.gw.port("smtpd", mode="relay"), [], "AUTH=CRAM-MD5", "bob", LEGACY_PW),
+                 ("smtps://127.0.0.1:%d" % self.gw.port("smtpd", mode="submissions"), [], "AUTH=PLAIN", "alice", PW)]
+        for url, extra, opt, user, pw in cases:
+            with self.subTest(url=url, opt=opt):
+                p = run([curl, "-sS", "-k", "--max-time", "20", url] + extra +
+                        ["--login-options", opt, "--user", "%s:%s" % (user, pw),
+                         "--mail-from", user + "@example.test", "--mail-rcpt", "far@remote.test", "-T", "-"], input=msg)
+                self.assertEqual(p.returncode, 0, p.stderr.decode())
+
+    def test_perl_net_smtp(self):
+        perl = tool("perl")
+        script = r'''
+use strict; use Net::SMTP; use IO::Socket::SSL;
+my ($port, $user, $pw) = @ARGV;
+my $s = Net::SMTP->new("127.0.0.1", Port => $port, Timeout => 15, Hello => "perl.test") or die "connect: $@";
+$s->starttls(SSL_verify_mode => IO::Socket::SSL::SSL_VERIFY_NONE()) or die "starttls failed";
+$s->auth($user, $pw) or die "auth failed: " . $s->message;
+$s->mail("$user\@example.test") or die "mail: " . $s->message;
+$s->to("far\@remote.test") or die "rcpt: " . $s->message;
+$s->data("Subject: perl\r\n\r\nfrom Net::SMTP\r\n") or die "data: " . $s->message;
+print "OK ", $s->message;
+$s->quit;
+'''
+        p = run([perl, "-e", script, str(self.gw.port("smtpd", mode="submission")), "alice", PW])
+        if b"Can't locate" in p.stderr:
+            raise unittest.SkipTest(p.stderr.decode())
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        self.assertIn(b"OK ", p.stdout)
+
+
+class RelayPolicy(SmtpBase):
+    """POP-before-SMTP grants, the relay decision per RCPT, and routing tricks."""
+    daemons = ("smtpd", "pop3d")
+    overrides = {"grants": {"ttl_seconds": 3}, "auth": {"allow_plaintext_without_tls": True}}
+
+    def pop_login(self, source):
+        p = POP3From("127.0.0.1", self.gw.port("pop3d", tls="starttls"), source)
+        p.user("alice")
+        p.pass_(PW)
+        p.quit()
+
+    def test_pop_before_smtp_end_to_end(self):
+        self.pop_login("127.0.0.2")
+        with smtp(self.gw, "relay", source="127.0.0.2") as s:
+            self.assertEqual(s.sendmail("someone@example.test", ["far@remote.test"], b"Subject: g\r\n\r\nx\r\n"), {})
+        with smtp(self.gw, "relay", source="127.0.0.3") as s:
+            expect_code(self, lambda: s.sendmail("someone@example.test", ["far@remote.test"], b"x\r\n"), 554, "5.7.1")
+        # Submission port: a granted IP may submit without AUTH.
+        with smtp(self.gw, "submission", source="127.0.0.2") as s:
+            self.assertEqual(s.sendmail("alice@example.test", ["far2@remote.test"], b"Subject: g\r\n\r\nx\r\n"), {})
+        grants = {g["ip"]: g for g in self.gw.grants()}
+        self.assertIsNotNone(grants["127.0.0.2"]["last_used_at"])
+        time.sleep(3.2)  # the test ttl is 3 s
+        with smtp(self.gw, "relay", source="127.0.0.2") as s:
+            expect_code(self, lambda: s.sendmail("someone@example.test", ["far@remote.test"], b"x\r\n"), 554, "5.7.1")
+        with smtp(self.gw, "submission", source="127.0.0.2") as s:
+            s.ehlo("c.test")
+            code, msg = s.docmd("MAIL", "FROM:<alice@example.test>")
+            self.assertEqual((code, msg[:5]), (530, b"5.7.0"))
+        msg = [m for m in (open(os.path.join(self.gw.path("spool_dir"), "queue", f), "rb").read()
+                           for f in os.listdir(os.path.join(self.gw.path("spool_dir"), "queue")) if f.endswith(".msg"))]
+        self.assertTrue(any(b"(POP-before-SMTP grant of alice)" in m for m in msg))
+
+    def test_grant_made_a_moment_ago_works_without_restart(self):
+        with smtp(self.gw, "relay", source="127.0.0.4") as s:
+            s.ehlo("c.test")
+            s.mail("x@example.test")
+            self.assertEqual(s.rcpt("far@remote.test")[0], 554)
+            self.pop_login("127.0.0.4")  # same SMTP session: checked again at this RCPT
+            self.assertEqual(s.rcpt("far@remote.test")[0], 250)
+
+    def test_relay_tricks_never_relay(self):
+        tricks = {
+            "u%remote.test@example.test": 550, "remote.test!u@example.test": 550, "@example.test:u@remote.test": 554,
+            '"u@remote.test"@example.test': 550, "u@remote.test@example.test": 501, "u@[192.0.2.1]": 554,
+            "u@remote.test.": 554, "u@REMOTE.test": 554, "nosuchuser@example.test": 550,
+        }
+        with smtp(self.gw, "relay", source="127.0.0.9") as s:
+            s.ehlo("c.test")
+            s.mail("x@example.test")
+            for rcpt, code in tricks.items():
+                with self.subTest(rcpt=rcpt):
+                    got = s.docmd("RCPT", "TO:<%s>" % rcpt)
+                    self.assertEqual(got[0], code, got)
+            # Local names in any case or with a trailing dot are still local.
+            for rcpt in ("alice@EXAMPLE.TEST", "alice@example.test.", "ALICE@example.test"):
+                self.assertEqual(s.docmd("RCPT", "TO:<%s>" % rcpt)[0], 250, rcpt)
+
+
+class TrustedNetworks(SmtpBase):
+    overrides = {"smtpd": {"trusted_networks": ["127.0.0.5/32"]}}
+
+    def test_trusted_network_relays(self):
+        with smtp(self.gw, "relay", source="127.0.0.5") as s:
+            self.assertEqual(s.sendmail("a@example.test", ["far@remote.test"], b"x\r\n"), {})
+        with smtp(self.gw, "relay", source="127.0.0.6") as s:
+            expect_code(self, lambda: s.sendmail("a@example.test", ["far@remote.test"], b"x\r\n"), 554, "5.7.1")
+
+
+class DatabaseDown(SmtpBase):
+    def test_unreadable_db_is_451_never_relay(self):
+        import sqlite3
+        with smtp(self.gw, "relay", source="127.0.0.7") as s:
+            s.ehlo("c.test")
+            s.mail("x@example.test")
+            self.assertEqual(s.docmd("RCPT", "TO:<far@remote.test>")[0], 554)
+            # Another process breaks the database under the running daemon.
+            con = sqlite3.connect(self.gw.path("database"))
+            con.executescript("DROP TABLE grants; DROP TABLE users;")
+            con.close()
+            for rcpt in ("far@remote.test", "alice@example.test"):
+                code, msg = s.docmd("RCPT", "TO:<%s>" % rcpt)
+                self.assertEqual((code, msg[:5]), (451, b"4.3.0"), msg)
+        self.assertIn("relay-check-failed", self.gw.log("smtpd"))
+
+
+class RoundTrip(SmtpBase):
+    """SMTP in, POP3 out: the body comes back byte-identical."""
+    daemons = ("smtpd", "pop3d")
+    overrides = {"auth": {"allow_plaintext_without_tls": True}}
+
+    def test_body_survives_byte_for_byte(self):
+        body = (b"Subject: bytes\r\n\r\n"
+                b"nul:\x00:end\r\n"
+                b".starts with a dot\r\n"
+                b"..two dots\r\n"
+                + b"x" * 998 + b"\r\n"
+                + "8-bit: caf\u00e9 \u00fc\u00df".encode("latin-1") + b"\r\n"
+                b"ctrl:\x01\x07\x1b\r\n"
+                b"last line\r\n")
+        with smtp(self.gw, "relay") as s:
+            s.ehlo("c.test")
+            s.mail("sender@remote.test", ["BODY=8BITMIME"])
+            s.rcpt("alice@example.test")
+            s.data(body)
+        p = poplib.POP3("127.0.0.1", self.gw.port("pop3d", tls="starttls"), timeout=T)
+        p.user("alice")
+        p.pass_(PW)
+        count, _ = p.stat()
+        _, lines, _ = p.retr(count)
+        p.quit()
+        got = b"\r\n".join(lines) + b"\r\n"
+        self.assertTrue(got.endswith(body), got[-300:])
+        self.assertTrue(got.startswith(b"Return-Path: <sender@remote.test>\r\nReceived: "))
+
+
+class Hostile(SmtpBase):
+    overrides = {"smtpd": {"max_recipients": 3, "max_message_size": 4096, "max_errors": 50,
+                           "command_timeout_seconds": 2, "data_timeout_seconds": 2},
+                 "auth": {"allow_plaintext_without_tls": True}}
+
+    def session(self, mode="relay"):
+        c = LineClient.open(self.gw.port("smtpd", mode=mode))
+        self.assertTrue(c.line().startswith("220 "))
+        return c
+
+    def ehlo(self, c):
+        c.send("EHLO c.test\r\n")
+        lines = [c.line()]
+        while lines[-1].startswith("250-"):
+            lines.append(c.line())
+        self.assertTrue(lines[-1].startswith("250 "), lines)
+        return lines
+
+    def test_ehlo_is_well_formed_multiline(self):
+        with self.session() as c:
+            lines = self.ehlo(c)
+            self.assertTrue(all(l.startswith("250-") for l in lines[:-1]))
+            self.assertIn("250-PIPELINING", lines)
+            self.assertIn("250-SIZE 4096", lines)
+            self.assertIn("250-ENHANCEDSTATUSCODES", lines)
+            self.assertTrue(any("STARTTLS" in l for l in lines))
+            self.assertTrue(c.cmd("VRFY alice").startswith("252 "))
+            self.assertTrue(c.cmd("HELP").startswith("214 "))
+            self.assertTrue(c.cmd("NOOP").startswith("250 2.0.0"))
+            self.assertTrue(c.cmd("FOO").startswith("500 5.5.2"))
+            self.assertTrue(c.cmd("RCPT TO:<alice@example.test>").startswith("503 5.5.1"))
+            self.assertTrue(c.cmd("DATA").startswith("503 5.5.1"))
+            self.assertTrue(c.cmd("QUIT").startswith("221 2.0.0"))
+
+    def test_long_lines(self):
+        with self.session() as c:
+            self.ehlo(c)
+            self.assertTrue(c.cmd("NOOP " + "x" * 505).startswith("250 "))  # 512 octets with CRLF
+            self.assertTrue(c.cmd("NOOP " + "x" * 5000 + " QUIT").startswith("500 5.5.2"))
+            self.assertTrue(c.cmd("NOOP " + "x" * 20000 + "\rQUIT").startswith("500 5.5.2"))
+            # The tail after the over-long line is not executed as a command: the session goes on.
+            self.assertTrue(c.cmd("NOOP").startswith("250 "))
+            self.assertTrue(c.cmd("MAIL FROM:<a@remote.test>").startswith("250 "))
+            self.assertTrue(c.cmd("RCPT TO:<alice@example.test>").startswith("250 "))
+            self.assertTrue(c.cmd("DATA").startswith("354 "))
+            c.send(b"ok line\r\n" + b"y" * 998 + b"\r\n" + b"z" * 1200 + b"\r\n.\r\n")
+            reply = c.line()
+            self.assertTrue(reply.startswith("500 5.5.2"), reply)
+            self.assertTrue(c.cmd("NOOP").startswith("250 "))
+
+    def test_path_limits(self):
+        with self.session() as c:
+            self.ehlo(c)
+            self.assertTrue(c.cmd("MAIL FROM:<a@remote.test>").startswith("250 "))
+            self.assertTrue(c.cmd("RCPT TO:<%s@example.test>" % ("a" * 65)).startswith("501 "))
+            self.assertTrue(c.cmd("RCPT TO:<a@%s.test>" % ("b" * 300)).startswith("501 "))
+
+    def test_size_and_recipient_limits(self):
+        with self.session() as c:
+            self.ehlo(c)
+            self.assertTrue(c.cmd("MAIL FROM:<a@remote.test> SIZE=5000").startswith("552 5.3.4"))
+            self.assertTrue(c.cmd("MAIL FROM:<a@remote.test> SIZE=100").startswith("250 "))
+            for _ in range(3):
+                self.assertTrue(c.cmd("RCPT TO:<alice@example.test>").startswith("250 "))
+            self.assertTrue(c.cmd("RCPT TO:<alice@example.test>").startswith("452 4.5.3"))
+            self.assertTrue(c.cmd("DATA").startswith("354 "))
+            c.send(b"a" * 900 + b"\r\n")
+            c.send((b"b" * 900 + b"\r\n") * 5 + b".\r\n")
+            self.assertTrue(c.line().startswith("552 5.3.4"))
+            self.assertTrue(c.cmd("MAIL FROM:<a@remote.test> SMTPUTF8").startswith("555 5.5.4"))
+
+    def test_smuggling_bare_lf_never_ends_data(self):
+        before = len(self.local_messages("alice"))
+        with self.session() as c:
+            self.ehlo(c)
+            c.cmd("MAIL FROM:<a@remote.test>")
+            c.cmd("RCPT TO:<alice@example.test>")
+            self.assertTrue(c.cmd("DATA").startswith("354 "))
+            c.send(b"Subject: one\r\n\r\nbody\n.\nMAIL FROM:<evil@remote.test>\r\nbody2\r\n.\n\r\nmore\r\n\r\n.\r\n")
+            reply = c.line()
+            self.assertTrue(reply.startswith("250 2.0.0"), reply)
+            self.assertTrue(c.cmd("NOOP").startswith("250 "))
+        msgs = self.local_messages("alice")
+        self.assertEqual(len(msgs), before + 1)
+        self.assertIn(b"MAIL FROM:<evil@remote.test>", msgs[-1])
+        self.assertNotIn(b"\r\r", msgs[-1])
+        # Every line ending in the stored message is CRLF (normalized on port 25).
+        self.assertNotIn(b"\n", msgs[-1].replace(b"\r\n", b""))
+
+    def test_submission_rejects_bare_lf(self):
+        with self.session("submission") as c:
+            self.ehlo(c)
+            c.cmd("AUTH PLAIN " + base64.b64encode(b"\0alice\0" + PW.encode()).decode())
+            c.cmd("MAIL FROM:<alice@example.test>")
+            c.cmd("RCPT TO:<alice@example.test>")
+            self.assertTrue(c.cmd("DATA").startswith("354 "))
+            c.send(b"Subject: bare\r\n\r\nline\nother\r\n.\r\n")
+            self.assertTrue(c.line().startswith("550 5.5.2"))
+
+    def test_pipelining_before_ehlo_reply_is_sync_error(self):
+        with self.session() as c:
+            c.send("EHLO c.test\r\nMAIL FROM:<a@remote.test>\r\n")
+            reply = c.line()
+            self.assertTrue(reply.startswith("554 5.5.0"), reply)
+            c.wait_closed()
+
+    def test_pipelining_after_ehlo_works(self):
+        with self.session() as c:
+            self.ehlo(c)
+            c.send("MAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\nRCPT TO:<nobody@example.test>\r\nDATA\r\n")
+            self.assertTrue(c.line().startswith("250 "))
+            self.assertTrue(c.line().startswith("250 "))
+            self.assertTrue(c.line().startswith("550 5.1.1"))
+            self.assertTrue(c.line().startswith("354 "))
+            c.send("Subject: p\r\n\r\npipelined\r\n.\r\nQUIT\r\n")
+            self.assertTrue(c.line().startswith("250 2.0.0"))
+            self.assertTrue(c.line().startswith("221 "))
+
+    def test_starttls_injection_is_discarded(self):
+        c = self.session()
+        self.ehlo(c)
+        c.send("STARTTLS\r\nMAIL FROM:<injected@remote.test>\r\n")
+        self.assertTrue(c.line().startswith("220 2.0.0"))
+        c.starttls()
+        # After TLS the session is reset: MAIL needs a new EHLO, and the injected MAIL never ran.
+        self.assertTrue(c.cmd("MAIL FROM:<a@remote.test>").startswith("503 5.5.1"))
+        lines = self.ehlo(c)
+        self.assertFalse(any("STARTTLS" in l for l in lines))
+        self.assertTrue(c.cmd("QUIT").startswith("221 "))
+        c.close()
+        self.assertNotIn("injected@remote.test", self.gw.log("smtpd"))
+
+    def test_idle_timeout(self):
+        with self.session() as c:
+            self.assertTrue(c.line().startswith("421 4.4.2"))
+
+    def test_slow_data_is_cut(self):
+        with self.session() as c:
+            self.ehlo(c)
+            c.cmd("MAIL FROM:<a@remote.test>")
+            c.cmd("RCPT TO:<alice@example.test>")
+            self.assertTrue(c.cmd("DATA").startswith("354 "))
+            c.send(b"Subject: slow\r\n")
+            self.assertTrue(c.line().startswith("421 4.4.2"))
+
+    def test_hostile_bytes_never_crash(self):
+        junk = bytes((i * 131 + 7) % 256 for i in range(3000))
+        for payload in (junk, b"\x00" * 600 + b"\r\n", b"MAIL FROM:<" + junk[:400] + b">\r\n", b"\r\n" * 100,
+                        b"EHLO " + b"\xff" * 300 + b"\r\n"):
+            with self.session() as c:
+                c.send(payload)
+                c.send(b"QUIT\r\n")
+                try:
+                    c.wait_closed(timeout=5)
+                except socket.timeout:
+                    self.fail("server hung on %r" % payload[:40])
+        self.assertTrue(self.gw.daemons["smtpd"].running())
+
+
+class Limits(SmtpBase):
+    overrides = {"smtpd": {"max_connections_per_ip": 2, "max_errors": 3}}
+
+    def test_connection_limit_per_ip(self):
+        a = LineClient.open(self.gw.port("smtpd", mode="relay"))
+        b = LineClient.open(self.gw.port("smtpd", mode="relay"))
+        self.assertTrue(a.line().startswith("220 "))
+        self.assertTrue(b.line().startswith("220 "))
+        c = LineClient.open(self.gw.port("smtpd", mode="relay"))
+        self.assertTrue(c.line().startswith("421 4.7.0"))
+        d = LineClient.open(self.gw.port("smtpd", mode="relay"), source="127.0.0.8")
+        self.assertTrue(d.line().startswith("220 "))
+        for x in (a, b, c, d):
+            x.close()
+
+    def test_too_many_errors(self):
+        time.sleep(0.3)
+        with LineClient.open(self.gw.port("smtpd", mode="relay"), source="127.0.0.10") as c:
+            c.line()
+            c.cmd("FOO")
+            c.cmd("BAR")
+            self.assertTrue(c.cmd("BAZ").startswith("500 "))
+            self.assertTrue(c.line().startswith("421 4.7.0"))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,2 @@
+# smtpd pure parsers: RFC 5321 paths and parameters.
+rg_unit_test(smtp_address_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/smtp_address_test.cpp LIBS rg_smtp)
