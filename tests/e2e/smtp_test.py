@@ -338,6 +338,56 @@ class DatabaseDown(SmtpBase):
         self.assertIn("relay-check-failed", self.gw.log("smtpd"))
 
 
+class DiskFull(SmtpBase):
+    """Maildir root and spool on a tiny tmpfs: a message that does not fit is 452 4.3.1 and
+    leaves no file behind (needs root for the mount, as CI has)."""
+    overrides = {"smtpd": {"max_message_size": 4 * 1024 * 1024}}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.mounts = []
+        for key in ("maildir_root", "spool_dir"):
+            path = cls.gw.path(key)
+            os.makedirs(path, exist_ok=True)
+            p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", path], capture_output=True)
+            if p.returncode != 0:
+                cls.tearDownClass()
+                raise unittest.SkipTest("cannot mount a tmpfs here: %s" % p.stderr.decode().strip())
+            cls.mounts.append(path)
+        cls.gw.stop("smtpd")
+        cls.gw.start("smtpd")  # recreates spool/tmp and spool/queue on the new mount
+
+    @classmethod
+    def tearDownClass(cls):
+        for path in getattr(cls, "mounts", []):
+            subprocess.run(["umount", "-l", path], capture_output=True)
+        super().tearDownClass()
+
+    def files_under(self, key):
+        out = []
+        for root, _, files in os.walk(self.gw.path(key)):
+            out += [os.path.join(root, f) for f in files if not f.startswith(".")]
+        return out
+
+    def test_full_disk_is_452_and_leaves_nothing(self):
+        big = b"Subject: big\r\n\r\n" + (b"z" * 998 + b"\r\n") * 600  # ~600 KB > 256 KB
+        for rcpt, user in (("alice@example.test", True), ("far@remote.test", False)):
+            with self.subTest(rcpt=rcpt):
+                with smtp(self.gw, "submissions") as s:
+                    s.login("alice", PW)
+                    e = expect_code(self, lambda: s.sendmail("alice@example.test", [rcpt], big), 452, "4.3.1")
+                    self.assertIsNotNone(e)
+                    # The session goes on, and a small message still fits.
+                    self.assertEqual(s.sendmail("alice@example.test", [rcpt], b"Subject: small\r\n\r\nok\r\n"), {})
+        maildir_files = self.files_under("maildir_root")
+        self.assertEqual(len(maildir_files), 1, maildir_files)
+        self.assertIn("/new/", maildir_files[0])
+        spool_files = sorted(os.path.basename(f) for f in self.files_under("spool_dir"))
+        self.assertEqual(len(spool_files), 2, spool_files)  # one .env + one .msg, in queue/
+        self.assertTrue(all("/queue/" in f for f in self.files_under("spool_dir")))
+
+
 class RoundTrip(SmtpBase):
     """SMTP in, POP3 out: the body comes back byte-identical."""
     daemons = ("smtpd", "pop3d")

@@ -1,0 +1,430 @@
+"""End-to-end harness: one relaygate installation in a temporary folder, daemons on loopback.
+
+`Gateway` writes a strict config (free loopback ports picked here, never port 0 in the file),
+creates users through relaygatectl, starts daemons on demand (`start("pop3d")`,
+`start("smtpd")`), waits until all their ports listen, captures each daemon's stderr in a log
+file and stops everything (SIGTERM, then SIGKILL) when the `with` block ends. Every socket
+helper has a timeout and only loopback addresses (127.0.0.0/8, ::1) are ever used.
+
+Binaries come from the environment (RG_POP3D, RG_SMTPD, RG_CTL), which the CTest fragments
+set from $<TARGET_FILE:...>, or from the constructor's `binaries` argument. RG_DAEMON_WRAPPER
+(e.g. "valgrind -q --error-exitcode=99") runs the daemons under a tool; start-up then gets
+RG_START_TIMEOUT seconds (default 10).
+"""
+import copy
+import ipaddress
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+
+HOSTNAME = "mail.example.test"
+LOCAL_DOMAIN = "example.test"
+START_TIMEOUT = float(os.environ.get("RG_START_TIMEOUT", "10"))  # until every port of a started daemon listens
+STOP_TIMEOUT = 15.0    # seconds between SIGTERM and SIGKILL
+SOCKET_TIMEOUT = 10.0  # default for every socket operation in tests
+
+DAEMONS = {
+    "pop3d": ("RG_POP3D", "relaygate-pop3d"),
+    "smtpd": ("RG_SMTPD", "relaygate-smtpd"),
+}
+AUTO = "auto"  # a listener "port" value the harness replaces with a free port
+
+
+def check_loopback(address):
+    """Raises unless `address` is in 127.0.0.0/8 or is ::1: tests never touch other hosts."""
+    ip = ipaddress.ip_address(address)
+    if not ip.is_loopback:
+        raise ValueError("tests use loopback addresses only, got %s" % address)
+    return address
+
+
+def free_port(address="127.0.0.1", taken=()):
+    """A port nobody listens on right now: bind port 0, read it, close (the config never says 0)."""
+    check_loopback(address)
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    for _ in range(50):
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((address, 0))
+            port = s.getsockname()[1]
+        if port not in taken:
+            return port
+    raise RuntimeError("no free port found")
+
+
+def deep_merge(base, override):
+    """Returns base with override merged in: dicts recursively, anything else replaced."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def connect(port, host="127.0.0.1", source=None, timeout=SOCKET_TIMEOUT):
+    """A TCP socket to host:port (loopback only), optionally from source address `source`."""
+    check_loopback(host)
+    if source is not None:
+        check_loopback(source)
+    return socket.create_connection((host, port), timeout=timeout,
+                                    source_address=(source, 0) if source else None)
+
+
+def client_tls_context():
+    """TLS client context for the harness' self-signed certificate (no verification)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class LineClient:
+    """A tiny line-oriented client over a socket (POP3 or SMTP), every read bounded by timeout."""
+
+    def __init__(self, sock, timeout=SOCKET_TIMEOUT):
+        self.sock = sock
+        self.sock.settimeout(timeout)
+        self.buf = b""
+
+    @classmethod
+    def open(cls, port, host="127.0.0.1", source=None, timeout=SOCKET_TIMEOUT, tls=False):
+        sock = connect(port, host, source, timeout)
+        if tls:
+            sock = client_tls_context().wrap_socket(sock, server_hostname=HOSTNAME)
+        return cls(sock, timeout)
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def cmd(self, line):
+        """Sends one line (CRLF added) and returns the first reply line."""
+        self.send(line + "\r\n")
+        return self.line()
+
+    def line(self):
+        """Next line without its CRLF, as str (latin-1: bytes survive round trips)."""
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("connection closed; buffered %r" % self.buf)
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.rstrip(b"\r").decode("latin-1")
+
+    def read_until(self, terminator):
+        """Raw bytes up to and including `terminator`."""
+        while terminator not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("connection closed; buffered %r" % self.buf)
+            self.buf += chunk
+        i = self.buf.index(terminator) + len(terminator)
+        data, self.buf = self.buf[:i], self.buf[i:]
+        return data
+
+    def multiline(self):
+        """The lines (bytes, CRLF and byte-stuffing removed) of a dot-terminated POP3 response."""
+        lines = []
+        while True:
+            line = self.line().encode("latin-1")
+            if line == b".":
+                return lines
+            lines.append(line[1:] if line.startswith(b".") else line)
+
+    def wait_closed(self, timeout=SOCKET_TIMEOUT):
+        """Reads until EOF (returns what came) or raises socket.timeout."""
+        self.sock.settimeout(timeout)
+        data = self.buf
+        self.buf = b""
+        while True:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+
+    def starttls(self):
+        self.sock = client_tls_context().wrap_socket(self.sock, server_hostname=HOSTNAME)
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Daemon:
+    """One started daemon process with its stderr log file."""
+
+    def __init__(self, name, proc, log_path, ports):
+        self.name, self.proc, self.log_path, self.ports = name, proc, log_path, ports
+
+    def running(self):
+        return self.proc.poll() is None
+
+
+def _listening_ports():
+    """Loopback ports in LISTEN state (from /proc/net/tcp{,6}): no connection is made."""
+    ports = set()
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                next(f)
+                for row in f:
+                    fields = row.split()
+                    if fields[3] == "0A":
+                        ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+        except OSError:
+            pass
+    return ports
+
+
+class Gateway:
+    """A relaygate installation in a temp dir. Use as a context manager.
+
+    overrides: merged deep into the default config; in listener lists, "port": "auto" (or no
+    port) gets a free loopback port. binaries: {"pop3d": path, "smtpd": path, "ctl": path}.
+    """
+
+    def __init__(self, overrides=None, binaries=None, keep=False):
+        self.binaries = dict(binaries or {})
+        self.keep = keep or os.environ.get("RG_KEEP_TMP") == "1"
+        self.dir = tempfile.mkdtemp(prefix="rg-e2e-")
+        self.var = os.path.join(self.dir, "var")
+        os.makedirs(self.var, exist_ok=True)
+        self._taken = set()
+        self.config = deep_merge(self._defaults(), overrides or {})
+        for daemon in ("pop3d", "smtpd"):
+            for listener in self.config.get(daemon, {}).get("listen", []):
+                if listener.get("port", AUTO) == AUTO:
+                    listener["port"] = self._port(listener.get("address", "127.0.0.1"))
+        self.config_path = os.path.join(self.dir, "relaygate.json")
+        with open(self.config_path, "w") as f:
+            json.dump(self.config, f, indent=2)
+        self.daemons = {}
+
+    # ------------------------------------------------------------------ config
+    def _port(self, address):
+        p = free_port(address, self._taken)
+        self._taken.add(p)
+        return p
+
+    def _defaults(self):
+        return {
+            "hostname": HOSTNAME,
+            "database": "var/relaygate.db",
+            "status_file": "var/status.json",
+            "maildir_root": "var/mail",
+            "spool_dir": "var/spool",
+            "local_domains": [LOCAL_DOMAIN],
+            "tls": {"certificate": "var/tls/cert.pem", "private_key": "var/tls/key.pem"},
+            "pop3d": {"listen": [
+                {"address": "127.0.0.1", "port": AUTO, "tls": "starttls"},
+                {"address": "127.0.0.1", "port": AUTO, "tls": "implicit"},
+            ]},
+            "smtpd": {"listen": [
+                {"address": "127.0.0.1", "port": AUTO, "mode": "relay", "tls": "starttls"},
+                {"address": "127.0.0.1", "port": AUTO, "mode": "submission", "tls": "starttls"},
+                {"address": "127.0.0.1", "port": AUTO, "mode": "submissions", "tls": "implicit"},
+            ]},
+        }
+
+    def path(self, key):
+        """Absolute path of a path-valued config key ("database", "maildir_root", ...)."""
+        value = self.config[key]
+        return value if os.path.isabs(value) else os.path.join(self.dir, value)
+
+    def listeners(self, daemon):
+        return self.config.get(daemon, {}).get("listen", [])
+
+    def port(self, daemon, tls=None, mode=None):
+        """Port of the first listener of `daemon` with that tls (and smtpd mode)."""
+        for listener in self.listeners(daemon):
+            if (tls is None or listener.get("tls", "none") == tls) and (mode is None or listener.get("mode") == mode):
+                return listener["port"]
+        raise KeyError("%s has no listener with tls=%s mode=%s" % (daemon, tls, mode))
+
+    # ------------------------------------------------------------------ binaries
+    def binary(self, name):
+        if name in self.binaries:
+            return self.binaries[name]
+        env = {"ctl": "RG_CTL"}.get(name) or DAEMONS[name][0]
+        if os.environ.get(env):
+            return os.environ[env]
+        found = shutil.which(DAEMONS[name][1] if name in DAEMONS else "relaygatectl")
+        if not found:
+            raise RuntimeError("set %s to the %s binary" % (env, name))
+        return found
+
+    def ctl(self, *args, input=None, check=True, timeout=60):
+        """Runs relaygatectl --config <ours> ARGS; returns the CompletedProcess (text mode)."""
+        argv = [self.binary("ctl"), "--config", self.config_path] + [str(a) for a in args]
+        p = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout)
+        if check and p.returncode != 0:
+            raise RuntimeError("%s: rc=%d\nstdout: %s\nstderr: %s" % (" ".join(argv), p.returncode, p.stdout, p.stderr))
+        return p
+
+    def add_user(self, name, password, legacy=False):
+        args = ["user", "add", name, "--password-stdin"] + (["--legacy-mechs"] if legacy else [])
+        self.ctl(*args, input=password + "\n")
+
+    def set_hash(self, name, crypt_hash):
+        self.ctl("user", "passwd", name, "--hash-stdin", input=crypt_hash + "\n")
+
+    # ------------------------------------------------------------------ daemons
+    def start(self, daemon, extra_args=(), timeout=START_TIMEOUT):
+        """Starts `daemon` ("pop3d", "smtpd") and waits until all its ports listen."""
+        if daemon in self.daemons and self.daemons[daemon].running():
+            raise RuntimeError("%s already running" % daemon)
+        log_path = os.path.join(self.dir, "%s.log" % daemon)
+        log = open(log_path, "ab")
+        wrapper = shlex.split(os.environ.get("RG_DAEMON_WRAPPER", ""))
+        argv = wrapper + [self.binary(daemon), "--config", self.config_path] + list(extra_args)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.dir)
+        log.close()
+        ports = [l["port"] for l in self.listeners(daemon)]
+        d = Daemon(daemon, proc, log_path, ports)
+        self.daemons[daemon] = d
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError("%s exited with %s during start-up:\n%s" % (daemon, proc.returncode, self.log(daemon)))
+            if set(ports) <= _listening_ports():
+                return d
+            if time.monotonic() > deadline:
+                self.stop(daemon)
+                raise RuntimeError("%s did not listen on %s within %.0f s:\n%s" % (daemon, ports, timeout, self.log(daemon)))
+            time.sleep(0.02)
+
+    def stop(self, daemon, timeout=STOP_TIMEOUT):
+        """SIGTERM, then SIGKILL after `timeout`; returns the exit status (negative: signal)."""
+        d = self.daemons.get(daemon)
+        if d is None or d.proc.returncode is not None:
+            return None if d is None else d.proc.returncode
+        d.proc.send_signal(signal.SIGTERM)
+        try:
+            return d.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            d.proc.kill()
+            d.proc.wait(timeout)
+            return d.proc.returncode
+
+    def signal(self, daemon, sig):
+        self.daemons[daemon].proc.send_signal(sig)
+
+    def rewrite_config(self, overrides):
+        """Merges overrides into the config file (for SIGHUP reload tests); ports stay as they are."""
+        self.config = deep_merge(self.config, overrides)
+        with open(self.config_path, "w") as f:
+            json.dump(self.config, f, indent=2)
+
+    def restart(self, daemon):
+        self.stop(daemon)
+        return self.start(daemon)
+
+    def pid(self, daemon):
+        return self.daemons[daemon].proc.pid
+
+    def close(self):
+        for name in list(self.daemons):
+            self.stop(name)
+        if not self.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ------------------------------------------------------------------ logs
+    def log(self, daemon):
+        """The daemon's stderr so far."""
+        try:
+            with open(os.path.join(self.dir, "%s.log" % daemon), "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_lines(self, daemon, pattern):
+        """Lines of the daemon's log matching the regular expression `pattern`."""
+        rx = re.compile(pattern)
+        return [l for l in self.log(daemon).splitlines() if rx.search(l)]
+
+    def wait_log(self, daemon, pattern, timeout=5.0, count=1):
+        """Waits until at least `count` log lines match; returns them (raises on timeout)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.log_lines(daemon, pattern)
+            if len(lines) >= count:
+                return lines
+            if time.monotonic() > deadline:
+                raise AssertionError("no %d log line(s) matching %r in %s log:\n%s" % (count, pattern, daemon, self.log(daemon)[-4000:]))
+            time.sleep(0.02)
+
+    # ------------------------------------------------------------------ state
+    def status(self):
+        """The parsed status file, or None if it does not exist yet."""
+        try:
+            with open(self.path("status_file")) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return None
+
+    def grants(self):
+        """Live grants from the database, via `relaygatectl grant list --json`."""
+        return json.loads(self.ctl("grant", "list", "--json").stdout)
+
+    def wait_for(self, predicate, timeout=5.0, interval=0.02, what="condition"):
+        """Polls predicate() until truthy; returns its value or raises AssertionError."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError("timed out waiting for %s" % what)
+            time.sleep(interval)
+
+    # ------------------------------------------------------------------ Maildir
+    def maildir(self, user):
+        return os.path.join(self.path("maildir_root"), user)
+
+    def deliver(self, user, data, name=None):
+        """Writes one message into <maildir>/<user>/new/ directly (tmp/ then rename); returns its path."""
+        md = self.maildir(user)
+        for sub in ("tmp", "new", "cur"):
+            os.makedirs(os.path.join(md, sub), mode=0o700, exist_ok=True)
+        Gateway._seq = getattr(Gateway, "_seq", 0) + 1
+        if name is None:
+            now = time.time()
+            name = "%d.M%06dP%dQ%d.harness" % (int(now), int((now % 1) * 1e6), os.getpid(), Gateway._seq)
+        tmp = os.path.join(md, "tmp", name)
+        with open(tmp, "wb") as f:
+            f.write(data if isinstance(data, bytes) else data.encode())
+        dst = os.path.join(md, "new", name)
+        os.rename(tmp, dst)
+        return dst
+
+    def messages(self, user, sub):
+        """File names in the user's new/ or cur/ folder, sorted."""
+        try:
+            return sorted(os.listdir(os.path.join(self.maildir(user), sub)))
+        except FileNotFoundError:
+            return []
