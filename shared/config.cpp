@@ -244,6 +244,7 @@ Config parse(const std::string& text, const fs::path& name, const fs::path& base
     s.get_int("command_timeout_seconds", c.smtpd.command_timeout_seconds, 1, 86400);
     s.get_int("data_timeout_seconds", c.smtpd.data_timeout_seconds, 1, 86400);
     s.get_int("min_data_rate", c.smtpd.min_data_rate, 0, 1LL << 30);
+    s.get_int("data_rate_grace_seconds", c.smtpd.data_rate_grace_seconds, 1, 3600);
     s.get_int("greeting_pause_ms", c.smtpd.greeting_pause_ms, 0, 60000);
     s.finish();
   }

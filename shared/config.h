@@ -65,6 +65,7 @@ struct Smtpd {
   int64_t command_timeout_seconds = 300;      // RFC 5321 §4.5.3.2.7 server timeout: 5 min
   int64_t data_timeout_seconds = 600;         // RFC 5321 §4.5.3.2.6 DATA block: 3 min client side
   int64_t min_data_rate = 1024;               // bytes/s averaged over DATA; slower is cut off
+  int64_t data_rate_grace_seconds = 30;       // DATA time before min_data_rate is enforced
   int64_t greeting_pause_ms = 0;              // wait for early talkers before the 220 (0 = off)
 };
 

@@ -47,7 +47,6 @@ constexpr size_t kMaxTextLine = 1000;
 constexpr size_t kDataReadLimit = 64 * 1024;
 constexpr auto kWriteTimeout = 60s;
 constexpr auto kTlsHandshakeTimeout = 30s;
-constexpr auto kDataRateGrace = 30s;  // min_data_rate is judged only after this much DATA time
 
 enum class State { Connected, Greeted, Mail, Rcpt };
 enum Flags : unsigned {
@@ -708,7 +707,7 @@ asio::awaitable<void> Session::cmd_data(std::string_view args) {
     }
     prev_crlf = crlf;
     const auto elapsed = Clock::now() - start;
-    if (srv_.cfg.smtpd.min_data_rate > 0 && elapsed > kDataRateGrace) {
+    if (srv_.cfg.smtpd.min_data_rate > 0 && elapsed > std::chrono::seconds(srv_.cfg.smtpd.data_rate_grace_seconds)) {
       double secs = std::chrono::duration<double>(elapsed).count();
       if (static_cast<double>(received) / secs < static_cast<double>(srv_.cfg.smtpd.min_data_rate)) {
         reply(421, "4.4.2", srv_.cfg.hostname + " Error: data rate too low");

@@ -65,7 +65,8 @@ private:
 
 // A few threads for slow, blocking work (password hashing, fsync) so the I/O thread never
 // stalls. The job must not touch session state or the I/O thread's objects: pass it copies
-// and return results. Destruction waits for the jobs already running.
+// and return results. Destruction waits for queued and running jobs: declare the pool after
+// the io_context so that it is destroyed first.
 class WorkerPool {
 public:
     explicit WorkerPool(std::size_t threads);

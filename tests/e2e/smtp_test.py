@@ -578,7 +578,57 @@ class Hostile(SmtpBase):
 
 
 class Limits(SmtpBase):
-    overrides = {"smtpd": {"max_connections_per_ip": 2, "max_errors": 3}}
+    overrides = {"smtpd": {"max_connections_per_ip": 2, "max_connections": 4, "max_errors": 3,
+                           "greeting_pause_ms": 300, "min_data_rate": 1000, "data_rate_grace_seconds": 1}}
+
+    def test_talking_before_the_greeting_is_refused(self):
+        with LineClient.open(self.gw.port("smtpd", mode="relay"), source="127.0.0.11") as c:
+            c.send("EHLO early.test\r\n")
+            reply = c.line()
+            self.assertTrue(reply.startswith("554 5.5.0"), reply)
+            c.wait_closed()
+        with LineClient.open(self.gw.port("smtpd", mode="relay"), source="127.0.0.11") as c:
+            self.assertTrue(c.line().startswith("220 "))  # a patient client is greeted
+
+    def test_total_connection_limit(self):
+        clients = [LineClient.open(self.gw.port("smtpd", mode="relay"), source="127.0.1.%d" % i) for i in range(1, 5)]
+        try:
+            for c in clients:
+                self.assertTrue(c.line().startswith("220 "))
+            extra = LineClient.open(self.gw.port("smtpd", mode="relay"), source="127.0.1.9")
+            self.assertTrue(extra.line().startswith("421 4.7.0"))
+            extra.close()
+        finally:
+            for c in clients:
+                c.close()
+
+    def test_trickling_client_is_cut_off(self):
+        with LineClient.open(self.gw.port("smtpd", mode="relay"), source="127.0.0.12") as c:
+            self.assertTrue(c.line().startswith("220 "))
+            c.send("EHLO slow.test\r\n")
+            while not c.line().startswith("250 "):
+                pass
+            self.assertTrue(c.cmd("MAIL FROM:<a@remote.test>").startswith("250 "))
+            self.assertTrue(c.cmd("RCPT TO:<alice@example.test>").startswith("250 "))
+            self.assertTrue(c.cmd("DATA").startswith("354 "))
+            start = time.monotonic()
+            reply = None
+            while time.monotonic() - start < 8:
+                try:
+                    c.send(b"a\r\n")  # 3 bytes every 0.2 s: far below 1000 bytes/s
+                except OSError:
+                    break
+                time.sleep(0.2)
+                c.sock.settimeout(0.01)
+                try:
+                    reply = c.line()
+                    break
+                except (socket.timeout, BlockingIOError):
+                    pass
+                except EOFError:
+                    break
+            self.assertIsNotNone(reply, "the slow client was never cut off")
+            self.assertTrue(reply.startswith("421 4.4.2"), reply)
 
     def test_connection_limit_per_ip(self):
         a = LineClient.open(self.gw.port("smtpd", mode="relay"))
