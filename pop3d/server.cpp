@@ -96,18 +96,65 @@ void Server::start() {
 }
 
 void Server::stop() {
+  stopping_ = true;
   for (auto& a : acceptors_) {
     boost::system::error_code ec;
     a->close(ec);
   }
   timer_.cancel();
+  // Closing cancels the pending read or write; each session then logs its end and returns.
+  for (net::Stream* s : streams_) s->close();
+}
+
+namespace {
+bool same_listeners(const std::vector<config::Listener>& a, const std::vector<config::Listener>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (a[i].address != b[i].address || a[i].port != b[i].port || a[i].tls != b[i].tls) return false;
+  return true;
+}
+}  // namespace
+
+void Server::reload(config::Config fresh) {
+  net::ensure_self_signed_certificate(fresh.tls.certificate, fresh.tls.private_key, fresh.hostname);
+  auto fresh_tls = net::make_server_tls_context(fresh.tls.certificate, fresh.tls.private_key);
+  // Sessions hold their own reference across a handshake, so the old context lives on until then.
+  tls = std::move(fresh_tls);
+  cfg.tls = fresh.tls;
+  for (auto [key, same] : {std::pair{"pop3d.listen", same_listeners(cfg.pop3d.listen, fresh.pop3d.listen)},
+                           std::pair{"database", cfg.database == fresh.database},
+                           std::pair{"maildir_root", cfg.maildir_root == fresh.maildir_root},
+                           std::pair{"status_file", cfg.status_file == fresh.status_file}})
+    if (!same) log::warn().kv("event", "reload").kv("key", key).kv("outcome", "needs-restart");
+  cfg.hostname = fresh.hostname;
+  cfg.local_domains = fresh.local_domains;
+  cfg.grants = fresh.grants;
+  cfg.auth = fresh.auth;
+  const auto listen = std::move(cfg.pop3d.listen);
+  cfg.pop3d = fresh.pop3d;
+  cfg.pop3d.listen = listen;
+  cfg.smtpd = fresh.smtpd;
+  limiter.set_limits(static_cast<size_t>(cfg.pop3d.max_connections), static_cast<size_t>(cfg.pop3d.max_connections_per_ip));
+  log::info().kv("event", "reload").kv("outcome", "ok").kv("config", cfg.file.string());
+}
+
+asio::awaitable<bool> Server::drain(std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  asio::steady_timer poll(io);
+  // Sessions may be waiting for a password hash or a failed-login delay: those end by themselves.
+  while (!streams_.empty() || limiter.total() > 0) {
+    if (std::chrono::steady_clock::now() >= deadline) co_return false;
+    poll.expires_after(std::chrono::milliseconds(20));
+    co_await poll.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  co_return true;
 }
 
 asio::awaitable<void> Server::accept(size_t index) {
   const config::Listener listener = cfg.pop3d.listen[index];
   for (;;) {
     auto [ec, socket] = co_await acceptors_[index]->async_accept(asio::as_tuple(asio::use_awaitable));
-    if (ec == asio::error::operation_aborted) co_return;
+    if (ec == asio::error::operation_aborted || stopping_) co_return;
     if (ec) {
       log::warn().kv("event", "accept-failed").kv("error", ec.message());
       asio::steady_timer pause(io, std::chrono::milliseconds(100));  // EMFILE must not spin
@@ -139,6 +186,7 @@ asio::awaitable<void> Server::housekeeping() {
       log::error().kv("event", "purge-failed").kv("error", e.what());
     }
     status.request();
+    if (stopping_) co_return;
     timer_.expires_after(std::chrono::seconds(cfg.grants.status_interval_seconds));
     auto [ec] = co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
     if (ec) co_return;

@@ -7,8 +7,10 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "authdb/authdb.h"
@@ -17,6 +19,10 @@
 
 namespace boost::asio::ssl {
 class context;
+}
+
+namespace rg::net {
+class Stream;
 }
 
 namespace rg::pop3 {
@@ -47,8 +53,22 @@ class Server {
   // Binds every listener (throws naming address:port) and starts accepting and the periodic
   // purge + status rewrite.
   void start();
-  // Stops accepting; sessions finish on their own.
+  // Stops accepting and housekeeping and closes every session's connection, so each session
+  // coroutine ends on its own (nothing is removed: deletions happen only at QUIT).
   void stop();
+  bool stopping() const { return stopping_; }
+  // SIGHUP: takes the TLS certificate and the settings that need no new sockets or files from
+  // `fresh` (auth, grants, local domains, pop3d limits and timeouts); live sessions keep going.
+  // Listener, database, Maildir and status-file changes are logged as needing a restart.
+  // Throws (keeping everything as it was) if the new certificate cannot be loaded.
+  void reload(config::Config fresh);
+  // After stop(): true once every session has ended, false if some are still running after
+  // `limit` (the caller then exits without running the sessions' destructors).
+  boost::asio::awaitable<bool> drain(std::chrono::milliseconds limit);
+
+  // Sessions register their stream for their lifetime, so that stop() can close it.
+  void track(net::Stream& stream) { streams_.insert(&stream); }
+  void untrack(net::Stream& stream) { streams_.erase(&stream); }
 
   boost::asio::io_context& io;
   config::Config cfg;
@@ -64,6 +84,8 @@ class Server {
   boost::asio::awaitable<void> housekeeping();
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
   boost::asio::steady_timer timer_;
+  std::unordered_set<net::Stream*> streams_;
+  bool stopping_ = false;
 };
 
 }  // namespace rg::pop3

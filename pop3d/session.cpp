@@ -55,7 +55,11 @@ class Session {
   Session(Server& server, config::Listener listener, net::Stream stream)
       : srv_(server), listener_(std::move(listener)), stream_(std::move(stream)) {
     id_ = "pop3-" + std::to_string(getpid()) + "-" + std::to_string(++server.sessions_started);
+    srv_.track(stream_);
   }
+  ~Session() { srv_.untrack(stream_); }
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
 
   asio::awaitable<void> run();
 
@@ -79,15 +83,19 @@ class Session {
   }
   asio::awaitable<bool> flush() {
     auto ec = co_await stream_.flush(kWriteTimeout);
-    if (ec) quit_ = true;
+    if (ec) end("write-error");
     co_return !ec;
+  }
+  // Ends the session after the current command; the first reason given is the one logged.
+  void end(const char* reason) {
+    if (!quit_) end_reason_ = reason;
+    quit_ = true;
   }
   void bad_command(std::string_view text) {
     err(text);
     if (++bad_commands_ >= srv_.cfg.pop3d.max_bad_commands) {
       err("Too many invalid commands, closing connection");
-      log::info(id_).kv("event", "disconnect").kv("reason", "too-many-bad-commands");
-      quit_ = true;
+      end("too-many-bad-commands");
     }
   }
 
@@ -147,6 +155,7 @@ class Session {
   std::vector<Message> messages_;
   int64_t bad_commands_ = 0;
   bool quit_ = false;
+  const char* end_reason_ = "quit";
   // Counters for the disconnect summary.
   unsigned n_retr_ = 0, n_dele_ = 0, n_top_ = 0, n_auth_fail_ = 0;
   uint64_t bytes_sent_ = 0;
@@ -221,7 +230,8 @@ asio::awaitable<void> Session::run() {
   log::info(id_).kv("event", "connect").kv("ip", stream_.remote_ip()).kv("port", stream_.remote_port())
       .kv("listener", listener_.port).kv("tls", config::to_string(listener_.tls));
   if (listener_.tls == config::TlsMode::Implicit) {
-    if (auto ec = co_await stream_.start_tls(*srv_.tls, kTlsHandshakeTimeout)) {
+    const auto tls = srv_.tls;  // kept alive across the handshake even if SIGHUP replaces it
+    if (auto ec = co_await stream_.start_tls(*tls, kTlsHandshakeTimeout)) {
       log::info(id_).kv("event", "disconnect").kv("reason", "tls-handshake-failed").kv("error", ec.message());
       co_return;
     }
@@ -229,17 +239,15 @@ asio::awaitable<void> Session::run() {
   // RFC 1939 §7: the APOP timestamp is unique per greeting (pid, counter, time, random bytes).
   apop_timestamp_ = sasl::make_msgid_challenge(srv_.cfg.hostname);
   ok("POP3 server ready " + apop_timestamp_);
-  const auto idle = std::chrono::seconds(srv_.cfg.pop3d.idle_timeout_seconds);
-  std::string reason = "quit";
   while (!quit_) {
-    if (!stream_.has_pending_input() && !co_await flush()) {
-      reason = "write-error";
-      break;
-    }
+    // Replies to pipelined commands go out together (RFC 2449 §6.6), but a client that keeps
+    // sending without reading must not make the queue grow without bound.
+    if ((!stream_.has_pending_input() || stream_.queued() >= kFlushThreshold) && !co_await flush()) break;
+    const auto idle = std::chrono::seconds(srv_.cfg.pop3d.idle_timeout_seconds);
     auto [ec, raw] = co_await stream_.read_line(kMaxCommandLine, idle);
     if (ec == net::errc::timeout) {
       err("Disconnected for inactivity");
-      reason = "idle-timeout";
+      end("idle-timeout");
       break;
     }
     if (ec == net::errc::line_too_long) {
@@ -247,15 +255,19 @@ asio::awaitable<void> Session::run() {
       continue;
     }
     if (ec) {
-      reason = ec == asio::error::eof ? "client-closed" : "read-error";
+      end(srv_.stopping() ? "server-stopping" : ec == asio::error::eof ? "client-closed" : "read-error");
       break;
     }
-    co_await dispatch(strip_eol(std::move(raw)));
+    // Named, not a temporary inside co_await: g++ 12 destroys such temporaries twice.
+    const std::string line = strip_eol(std::move(raw));
+    co_await dispatch(line);
   }
+  // A session that ends any way but QUIT in TRANSACTION removes nothing (RFC 1939 §6); the
+  // maildrop is free for the next session before the goodbye is even sent.
+  lock_.reset();
   co_await stream_.flush(kWriteTimeout);
   co_await stream_.shutdown(2s);
-  // A session that ends any way but QUIT in TRANSACTION removes nothing (RFC 1939 §6).
-  log::info(id_).kv("event", "disconnect").kv("reason", quit_ && reason == "quit" ? "quit" : reason)
+  log::info(id_).kv("event", "disconnect").kv("reason", end_reason_)
       .kv("ip", stream_.remote_ip()).kv("user", user_.empty() ? "-" : user_).kv("retr", n_retr_)
       .kv("top", n_top_).kv("dele", n_dele_).kv("deleted", n_deleted_on_quit_).kv("auth_failures", n_auth_fail_)
       .kv("bytes", bytes_sent_);
@@ -302,6 +314,7 @@ asio::awaitable<void> Session::cmd_quit(std::string_view) {
       else
         ++failed;
     }
+    lock_.reset();  // the client may reconnect as soon as it reads the reply
     if (failed) {
       log::error(id_).kv("event", "update-failed").kv("user", user_).kv("not_removed", failed);
       err("[SYS/TEMP] Some deleted messages were not removed");
@@ -311,7 +324,7 @@ asio::awaitable<void> Session::cmd_quit(std::string_view) {
   } else {
     ok("Logging out");
   }
-  quit_ = true;
+  end("quit");
   co_return;
 }
 
@@ -322,9 +335,10 @@ asio::awaitable<void> Session::cmd_stls(std::string_view args) {
   ok("Begin TLS negotiation now");
   size_t discarded = stream_.buffered();
   if (!co_await flush()) co_return;
-  if (auto ec = co_await stream_.start_tls(*srv_.tls, kTlsHandshakeTimeout)) {
+  const auto tls = srv_.tls;  // kept alive across the handshake even if SIGHUP replaces it
+  if (auto ec = co_await stream_.start_tls(*tls, kTlsHandshakeTimeout)) {
     log::info(id_).kv("event", "stls").kv("outcome", "failed").kv("error", ec.message());
-    quit_ = true;
+    end("tls-handshake-failed");
     co_return;
   }
   // RFC 2595 §4: forget everything from the plaintext phase (a USER already sent, too).
@@ -503,8 +517,9 @@ asio::awaitable<void> Session::cmd_auth(std::string_view args) {
   if (a.empty()) {
     // Pre-RFC 5034 clients (and fetchmail) list mechanisms with a bare AUTH.
     if (tls_required_now()) co_return err("[AUTH] TLS required: use STLS first");
+    const std::string mechs = usable_mechanisms();  // split_args returns views into it
     std::string out = "+OK\r\n";
-    for (auto m : split_args(usable_mechanisms())) out.append(m).append("\r\n");
+    for (auto m : split_args(mechs)) out.append(m).append("\r\n");
     stream_.queue(out + ".\r\n");
     co_return;
   }
@@ -533,7 +548,7 @@ asio::awaitable<void> Session::cmd_auth(std::string_view args) {
       auto [ec, raw] = co_await stream_.read_line(kMaxSaslResponse, std::chrono::seconds(srv_.cfg.pop3d.idle_timeout_seconds));
       if (ec == net::errc::line_too_long) co_return err("[AUTH] Authentication response too long");
       if (ec) {
-        quit_ = true;
+        end(ec == net::errc::timeout ? "idle-timeout" : "client-closed");
         co_return;
       }
       std::string resp = strip_eol(std::move(raw));

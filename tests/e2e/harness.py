@@ -179,8 +179,25 @@ class Daemon:
         return self.proc.poll() is None
 
 
-def _listening_ports():
-    """Loopback ports in LISTEN state (from /proc/net/tcp{,6}): no connection is made."""
+def _socket_inodes(pid):
+    inodes = set()
+    try:
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        pass
+    return inodes
+
+
+def listening_ports(pid=None):
+    """Ports in LISTEN state (from /proc/net/tcp{,6}; no connection is made), only those of
+    process `pid` if given, so that another program on a port we picked is never mistaken for us."""
+    inodes = _socket_inodes(pid) if pid is not None else None
     ports = set()
     for path in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -188,7 +205,7 @@ def _listening_ports():
                 next(f)
                 for row in f:
                     fields = row.split()
-                    if fields[3] == "0A":
+                    if fields[3] == "0A" and (inodes is None or fields[9] in inodes):
                         ports.add(int(fields[1].rsplit(":", 1)[1], 16))
         except OSError:
             pass
@@ -200,24 +217,33 @@ class Gateway:
 
     overrides: merged deep into the default config; in listener lists, "port": "auto" (or no
     port) gets a free loopback port. binaries: {"pop3d": path, "smtpd": path, "ctl": path}.
+    check_exit: leaving the `with` block (without an exception) raises if a daemon did not
+    exit with status 0 on SIGTERM, or had died before (a crash).
     """
 
-    def __init__(self, overrides=None, binaries=None, keep=False):
+    def __init__(self, overrides=None, binaries=None, keep=False, check_exit=False):
         self.binaries = dict(binaries or {})
+        self.check_exit = check_exit
+        self.exit_codes = {}  # daemon -> status of its last run (negative: killed by that signal)
         self.keep = keep or os.environ.get("RG_KEEP_TMP") == "1"
         self.dir = tempfile.mkdtemp(prefix="rg-e2e-")
         self.var = os.path.join(self.dir, "var")
         os.makedirs(self.var, exist_ok=True)
         self._taken = set()
+        self._auto = {}  # daemon -> indexes of the listeners whose port the harness picked
         self.config = deep_merge(self._defaults(), overrides or {})
         for daemon in ("pop3d", "smtpd"):
-            for listener in self.config.get(daemon, {}).get("listen", []):
+            for i, listener in enumerate(self.config.get(daemon, {}).get("listen", [])):
                 if listener.get("port", AUTO) == AUTO:
                     listener["port"] = self._port(listener.get("address", "127.0.0.1"))
+                    self._auto.setdefault(daemon, []).append(i)
         self.config_path = os.path.join(self.dir, "relaygate.json")
+        self._write_config()
+        self.daemons = {}
+
+    def _write_config(self):
         with open(self.config_path, "w") as f:
             json.dump(self.config, f, indent=2)
-        self.daemons = {}
 
     # ------------------------------------------------------------------ config
     def _port(self, address):
@@ -233,6 +259,8 @@ class Gateway:
             "maildir_root": "var/mail",
             "spool_dir": "var/spool",
             "local_domains": [LOCAL_DOMAIN],
+            # CI runs as root in a temp dir only root can write: stay root explicitly.
+            "run_as": {"allow_root": True},
             "tls": {"certificate": "var/tls/cert.pem", "private_key": "var/tls/key.pem"},
             "pop3d": {"listen": [
                 {"address": "127.0.0.1", "port": AUTO, "tls": "starttls"},
@@ -288,42 +316,56 @@ class Gateway:
         self.ctl("user", "passwd", name, "--hash-stdin", input=crypt_hash + "\n")
 
     # ------------------------------------------------------------------ daemons
-    def start(self, daemon, extra_args=(), timeout=START_TIMEOUT):
-        """Starts `daemon` ("pop3d", "smtpd") and waits until all its ports listen."""
+    def start(self, daemon, extra_args=(), timeout=START_TIMEOUT, attempts=3):
+        """Starts `daemon` ("pop3d", "smtpd") and waits until all its ports listen. If another
+        program took one of the picked ports meanwhile, picks new ones and tries again."""
         if daemon in self.daemons and self.daemons[daemon].running():
             raise RuntimeError("%s already running" % daemon)
         log_path = os.path.join(self.dir, "%s.log" % daemon)
-        log = open(log_path, "ab")
-        wrapper = shlex.split(os.environ.get("RG_DAEMON_WRAPPER", ""))
-        argv = wrapper + [self.binary(daemon), "--config", self.config_path] + list(extra_args)
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.dir)
-        log.close()
-        ports = [l["port"] for l in self.listeners(daemon)]
-        d = Daemon(daemon, proc, log_path, ports)
-        self.daemons[daemon] = d
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("%s exited with %s during start-up:\n%s" % (daemon, proc.returncode, self.log(daemon)))
-            if set(ports) <= _listening_ports():
-                return d
-            if time.monotonic() > deadline:
-                self.stop(daemon)
-                raise RuntimeError("%s did not listen on %s within %.0f s:\n%s" % (daemon, ports, timeout, self.log(daemon)))
-            time.sleep(0.02)
+        for attempt in range(attempts):
+            offset = os.path.getsize(log_path) if os.path.exists(log_path) else 0
+            log = open(log_path, "ab")
+            wrapper = shlex.split(os.environ.get("RG_DAEMON_WRAPPER", ""))
+            binary = self.binary(daemon)
+            argv = wrapper + [binary, "--config", self.config_path] + list(extra_args)
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.dir)
+            log.close()
+            ports = [l["port"] for l in self.listeners(daemon)]
+            d = Daemon(daemon, proc, log_path, ports)
+            self.daemons[daemon] = d
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    tail = self.log(daemon)[offset:]
+                    if "in use" in tail and self._auto.get(daemon) and attempt + 1 < attempts:
+                        for i in self._auto[daemon]:
+                            listener = self.listeners(daemon)[i]
+                            listener["port"] = self._port(listener.get("address", "127.0.0.1"))
+                        self._write_config()
+                        break
+                    raise RuntimeError("%s exited with %s during start-up:\n%s" % (daemon, proc.returncode, tail))
+                if set(ports) <= listening_ports(proc.pid):
+                    return d
+                if time.monotonic() > deadline:
+                    self.stop(daemon)
+                    raise RuntimeError("%s did not listen on %s within %.0f s:\n%s" % (daemon, ports, timeout, self.log(daemon)))
+                time.sleep(0.02)
+        raise RuntimeError("%s: no free ports after %d attempts" % (daemon, attempts))
 
     def stop(self, daemon, timeout=STOP_TIMEOUT):
         """SIGTERM, then SIGKILL after `timeout`; returns the exit status (negative: signal)."""
         d = self.daemons.get(daemon)
-        if d is None or d.proc.returncode is not None:
-            return None if d is None else d.proc.returncode
-        d.proc.send_signal(signal.SIGTERM)
-        try:
-            return d.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            d.proc.kill()
-            d.proc.wait(timeout)
-            return d.proc.returncode
+        if d is None:
+            return None
+        if d.proc.poll() is None:
+            d.proc.send_signal(signal.SIGTERM)
+            try:
+                d.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                d.proc.kill()
+                d.proc.wait(timeout)
+        self.exit_codes[daemon] = d.proc.returncode
+        return d.proc.returncode
 
     def signal(self, daemon, sig):
         self.daemons[daemon].proc.send_signal(sig)
@@ -331,27 +373,33 @@ class Gateway:
     def rewrite_config(self, overrides):
         """Merges overrides into the config file (for SIGHUP reload tests); ports stay as they are."""
         self.config = deep_merge(self.config, overrides)
-        with open(self.config_path, "w") as f:
-            json.dump(self.config, f, indent=2)
+        self._write_config()
 
     def restart(self, daemon):
-        self.stop(daemon)
+        rc = self.stop(daemon)
+        if self.check_exit and rc not in (0, None):
+            raise AssertionError("%s exited with %s:\n%s" % (daemon, rc, self.log(daemon)[-3000:]))
         return self.start(daemon)
 
     def pid(self, daemon):
         return self.daemons[daemon].proc.pid
 
-    def close(self):
+    def close(self, check=False):
+        """Stops every daemon and removes the temp dir; with check, raises for a bad exit status."""
         for name in list(self.daemons):
             self.stop(name)
+        bad = {n: rc for n, rc in self.exit_codes.items() if rc not in (0, None)}
+        logs = {n: self.log(n)[-3000:] for n in bad}
         if not self.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
+        if check and bad:
+            raise AssertionError("daemon exit status %s; log tails:\n%s" % (bad, "\n".join("%s:\n%s" % kv for kv in logs.items())))
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, tb):
+        self.close(check=self.check_exit and exc_type is None)
 
     # ------------------------------------------------------------------ logs
     def log(self, daemon):

@@ -1,0 +1,2 @@
+# shared/maildir: POP3 wire encoding and sizes, delivery/scan/mark_seen, maildrop locks (no sockets).
+rg_unit_test(maildir_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/maildir_test.cpp LIBS rg_common)
