@@ -248,6 +248,51 @@ Config parse(const std::string& text, const fs::path& name, const fs::path& base
     s.get_int("greeting_pause_ms", c.smtpd.greeting_pause_ms, 0, 60000);
     s.finish();
   }
+  if (const json* v = r.find("smarthost")) {
+    ObjectReader h(*v, "smarthost", file);
+    int64_t port = -1;
+    h.get_string("host", c.smarthost.host);
+    h.get_int("port", port, 1, 65535);
+    h.get_enum("tls", c.smarthost.tls, kTlsModes);
+    h.get_path("ca_file", c.smarthost.ca_file, base_dir);
+    h.get_bool("verify", c.smarthost.verify);
+    h.get_string("username", c.smarthost.username);
+    h.get_path("password_file", c.smarthost.password_file, base_dir);
+    h.get_int("connect_timeout_seconds", c.smarthost.connect_timeout_seconds, 1, 3600);
+    h.get_int("command_timeout_seconds", c.smarthost.command_timeout_seconds, 1, 3600);
+    h.get_int("data_timeout_seconds", c.smarthost.data_timeout_seconds, 1, 7200);
+    h.finish();
+    if (c.smarthost.host.empty()) throw ConfigError(file + ": smarthost.host: required");
+    if (!canonical_ip(c.smarthost.host) && !valid_domain(c.smarthost.host))
+      throw ConfigError(file + ": smarthost.host: expected a host name or an IP address, got \"" + c.smarthost.host + "\"");
+    c.smarthost.port = port > 0 ? static_cast<uint16_t>(port) : (c.smarthost.tls == TlsMode::Implicit ? 465 : 25);
+    if (!c.smarthost.username.empty() && c.smarthost.password_file.empty())
+      throw ConfigError(file + ": smarthost.password_file: required with smarthost.username");
+    if (c.smarthost.username.empty() && !c.smarthost.password_file.empty())
+      throw ConfigError(file + ": smarthost.username: required with smarthost.password_file");
+  }
+  if (const json* v = r.find("queue")) {
+    ObjectReader q(*v, "queue", file);
+    constexpr int64_t kDay = 86400;
+    q.get_int("max_lifetime_seconds", c.queue.max_lifetime_seconds, 1, 60 * kDay);
+    q.get_int("first_retry_seconds", c.queue.first_retry_seconds, 1, kDay);
+    q.get_int("max_retry_seconds", c.queue.max_retry_seconds, 1, 7 * kDay);
+    q.get_int("delay_warning_seconds", c.queue.delay_warning_seconds, 0, 60 * kDay);
+    q.get_int("max_connections", c.queue.max_connections, 1, 100);
+    q.get_int("max_messages_per_connection", c.queue.max_messages_per_connection, 1, 100000);
+    q.get_int("scan_interval_seconds", c.queue.scan_interval_seconds, 1, 3600);
+    q.finish();
+    if (c.queue.max_retry_seconds < c.queue.first_retry_seconds)
+      throw ConfigError(file + ": queue.max_retry_seconds: must be at least queue.first_retry_seconds (" +
+                        std::to_string(c.queue.first_retry_seconds) + ")");
+  }
+  if (const json* v = r.find("run_as")) {
+    ObjectReader ra(*v, "run_as", file);
+    ra.get_string("user", c.run_as.user, true);
+    ra.get_string("group", c.run_as.group, true);
+    ra.get_bool("allow_root", c.run_as.allow_root);
+    ra.finish();
+  }
   r.finish();
   if (c.local_domains.empty()) throw ConfigError(file + ": local_domains: at least one domain is required");
   return c;

@@ -69,6 +69,41 @@ struct Smtpd {
   int64_t greeting_pause_ms = 0;              // wait for early talkers before the 220 (0 = off)
 };
 
+// The one relay all non-local mail goes to (issue 5). No host: non-local RCPTs are refused with
+// 550 5.7.1 and nothing is ever queued for relay. Timeouts: RFC 5321 §4.5.3.2 (client side).
+struct Smarthost {
+  std::string host;                           // DNS name or IP literal; "" = no smarthost
+  uint16_t port = 25;                         // 465 when tls is "implicit" and no port is given
+  TlsMode tls = TlsMode::Required;            // none | starttls (when offered) | required | implicit
+  fs::path ca_file;                           // "" = the system CA store
+  bool verify = true;                         // certificate chain and host name (RFC 6125)
+  std::string username;                       // "" = no AUTH; else AUTH PLAIN or LOGIN (RFC 4954)
+  fs::path password_file;                     // first line is the password; needed with username
+  int64_t connect_timeout_seconds = 30;       // TCP connect and TLS handshake
+  int64_t command_timeout_seconds = 300;      // §4.5.3.2.1-5: greeting, EHLO, MAIL, RCPT, DATA, data blocks
+  int64_t data_timeout_seconds = 600;         // §4.5.3.2.6: the reply to the final "."
+  bool configured() const { return !host.empty(); }
+};
+
+// The outbound queue's retry policy (issue 5): exponential backoff between first_retry and
+// max_retry, bounce after max_lifetime, optional delay warning.
+struct Queue {
+  int64_t max_lifetime_seconds = 5 * 86400;   // then undeliverable recipients bounce (RFC 5321 §4.5.4.1)
+  int64_t first_retry_seconds = 300;          // delay after the first failed attempt, doubled each time
+  int64_t max_retry_seconds = 3600;           // cap of the retry delay
+  int64_t delay_warning_seconds = 14400;      // "delayed" DSN to the sender after this (0 = never)
+  int64_t max_connections = 4;                // parallel connections to the smarthost
+  int64_t max_messages_per_connection = 100;  // then QUIT and reconnect
+  int64_t scan_interval_seconds = 60;         // full rescan of the spool (changes are also watched)
+};
+
+// Started as root (by hand, without the unit): bind the ports, then become this user.
+struct RunAs {
+  std::string user = "relaygate";
+  std::string group;        // empty: the user's primary group
+  bool allow_root = false;  // explicitly keep running as uid 0 (never by default)
+};
+
 struct Config {
   fs::path file;                   // the file loaded ("" for embedded defaults)
   std::string hostname;            // defaults to the system host name
@@ -82,6 +117,9 @@ struct Config {
   Auth auth;
   Pop3d pop3d;
   Smtpd smtpd;
+  Smarthost smarthost;
+  Queue queue;
+  RunAs run_as;
 };
 
 // The embedded defaults, with relative paths resolved against base_dir.

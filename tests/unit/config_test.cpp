@@ -110,4 +110,70 @@ TEST(Config, MissingFileNamesThePath) {
   }
 }
 
+TEST(Config, SmarthostAndQueueDefaults) {
+  auto c = P("{}");
+  EXPECT_FALSE(c.smarthost.configured());  // no smarthost: non-local mail is refused at RCPT
+  EXPECT_EQ(c.smarthost.tls, rg::config::TlsMode::Required);
+  EXPECT_TRUE(c.smarthost.verify);
+  EXPECT_EQ(c.queue.max_lifetime_seconds, 5 * 86400);
+  EXPECT_EQ(c.queue.first_retry_seconds, 300);
+  EXPECT_EQ(c.queue.max_retry_seconds, 3600);
+  EXPECT_EQ(c.queue.delay_warning_seconds, 14400);
+}
+
+TEST(Config, ReadsSmarthostAndQueue) {
+  auto c = P(R"({"smarthost": {"host": "relay.isp.test", "port": 587, "tls": "starttls", "ca_file": "ca.pem",
+                               "verify": false, "username": "office", "password_file": "/etc/relaygate/sh.pw",
+                               "connect_timeout_seconds": 5, "command_timeout_seconds": 60, "data_timeout_seconds": 120},
+                 "queue": {"max_lifetime_seconds": 3600, "first_retry_seconds": 1, "max_retry_seconds": 2,
+                           "delay_warning_seconds": 0, "max_connections": 2, "max_messages_per_connection": 10,
+                           "scan_interval_seconds": 5}})");
+  EXPECT_TRUE(c.smarthost.configured());
+  EXPECT_EQ(c.smarthost.host, "relay.isp.test");
+  EXPECT_EQ(c.smarthost.port, 587);
+  EXPECT_EQ(c.smarthost.tls, rg::config::TlsMode::StartTls);
+  EXPECT_EQ(c.smarthost.ca_file, "/etc/relaygate/ca.pem");
+  EXPECT_FALSE(c.smarthost.verify);
+  EXPECT_EQ(c.smarthost.username, "office");
+  EXPECT_EQ(c.smarthost.password_file, "/etc/relaygate/sh.pw");
+  EXPECT_EQ(c.smarthost.connect_timeout_seconds, 5);
+  EXPECT_EQ(c.smarthost.data_timeout_seconds, 120);
+  EXPECT_EQ(c.queue.max_lifetime_seconds, 3600);
+  EXPECT_EQ(c.queue.first_retry_seconds, 1);
+  EXPECT_EQ(c.queue.max_retry_seconds, 2);
+  EXPECT_EQ(c.queue.delay_warning_seconds, 0);
+  EXPECT_EQ(c.queue.max_connections, 2);
+  EXPECT_EQ(c.queue.scan_interval_seconds, 5);
+  // The port follows the TLS mode unless given: 465 for implicit TLS (RFC 8314), else 25.
+  EXPECT_EQ(P(R"({"smarthost": {"host": "192.0.2.1", "tls": "implicit"}})").smarthost.port, 465);
+  EXPECT_EQ(P(R"({"smarthost": {"host": "192.0.2.1", "tls": "none"}})").smarthost.port, 25);
+  EXPECT_EQ(P(R"({"smarthost": {"host": "::1"}})").smarthost.host, "::1");
+}
+
+TEST(Config, SmarthostAndQueueErrors) {
+  struct Case {
+    const char* text;
+    const char* message;
+  } cases[] = {
+      {R"({"smarthost": {}})", "relaygate.json: smarthost.host: required"},
+      {R"({"smarthost": {"host": "a b"}})", "relaygate.json: smarthost.host: expected a host name or an IP address, got \"a b\""},
+      {R"({"smarthost": {"host": "x.test", "port": 0}})", "relaygate.json: smarthost.port: expected an integer 1-65535, got 0"},
+      {R"({"smarthost": {"host": "x.test", "tls": "yes"}})",
+       "relaygate.json: smarthost.tls: expected one of \"none\" \"starttls\" \"required\" \"implicit\", got \"yes\""},
+      {R"({"smarthost": {"host": "x.test", "verify": "no"}})", "relaygate.json: smarthost.verify: expected true or false, got \"no\""},
+      {R"({"smarthost": {"host": "x.test", "username": "u"}})",
+       "relaygate.json: smarthost.password_file: required with smarthost.username"},
+      {R"({"smarthost": {"host": "x.test", "password_file": "p"}})",
+       "relaygate.json: smarthost.username: required with smarthost.password_file"},
+      {R"({"smarthost": {"host": "x.test", "password": "secret"}})", "relaygate.json: smarthost.password: unknown key"},
+      {R"({"queue": {"first_retry_seconds": 0}})", "relaygate.json: queue.first_retry_seconds: expected an integer 1-86400, got 0"},
+      {R"({"queue": {"first_retry_seconds": 600, "max_retry_seconds": 60}})",
+       "relaygate.json: queue.max_retry_seconds: must be at least queue.first_retry_seconds (600)"},
+      {R"({"queue": {"delay_warning_seconds": -1}})",
+       "relaygate.json: queue.delay_warning_seconds: expected an integer 0-5184000, got -1"},
+      {R"({"queue": {"max_lifetime": 5}})", "relaygate.json: queue.max_lifetime: unknown key"},
+  };
+  for (const auto& c : cases) EXPECT_EQ(error_of(c.text), c.message) << c.text;
+}
+
 }  // namespace

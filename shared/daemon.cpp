@@ -1,0 +1,55 @@
+// See daemon.h.
+#include "shared/daemon.h"
+
+#include <grp.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+
+namespace rg::daemon {
+
+void notify(std::string_view state) {
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (path == nullptr || (path[0] != '/' && path[0] != '@') || std::strlen(path) >= sizeof(sockaddr_un::sun_path)) return;
+  int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  size_t len = std::strlen(path);
+  std::memcpy(addr.sun_path, path, len);
+  if (path[0] == '@') addr.sun_path[0] = '\0';  // abstract namespace socket
+  socklen_t alen = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len);
+  (void)::sendto(fd, state.data(), state.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr), alen);
+  ::close(fd);
+}
+
+std::string drop_privileges(const std::string& user, const std::string& group, bool allow_root) {
+  if (::geteuid() != 0) return "not root";
+  if (allow_root) return "root (explicitly allowed)";
+  if (user.empty()) throw std::runtime_error("running as root: set run_as.user to an unprivileged user (or allow root explicitly)");
+  passwd* pw = ::getpwnam(user.c_str());
+  if (pw == nullptr)
+    throw std::runtime_error("running as root and run_as.user \"" + user +
+                             "\" does not exist: create it (the Debian package does) or allow root explicitly");
+  uid_t uid = pw->pw_uid;
+  gid_t gid = pw->pw_gid;
+  if (!group.empty()) {
+    struct group* gr = ::getgrnam(group.c_str());
+    if (gr == nullptr) throw std::runtime_error("run_as.group: no such group \"" + group + "\"");
+    gid = gr->gr_gid;
+  }
+  if (uid == 0) throw std::runtime_error("run_as.user \"" + user + "\" is root; refusing to keep running as uid 0");
+  if (::setgroups(0, nullptr) != 0) throw std::runtime_error(std::string("setgroups: ") + std::strerror(errno));
+  if (::setgid(gid) != 0) throw std::runtime_error(std::string("setgid: ") + std::strerror(errno));
+  if (::setuid(uid) != 0) throw std::runtime_error(std::string("setuid: ") + std::strerror(errno));
+  if (::setuid(0) == 0 || ::geteuid() == 0) throw std::runtime_error("could regain root after dropping privileges; refusing to run");
+  return user + " (uid " + std::to_string(uid) + ", gid " + std::to_string(gid) + ")";
+}
+
+}  // namespace rg::daemon

@@ -1,0 +1,20 @@
+// Process-level duties both daemons share: the systemd notify protocol (sd_notify(3) without
+// libsystemd: one datagram to $NOTIFY_SOCKET), and dropping root after the ports are bound.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace rg::daemon {
+
+// Sends `state` ("READY=1", "STOPPING=1", "RELOADING=1", "STATUS=...") to the service
+// manager when started with Type=notify; does nothing otherwise. Never throws.
+void notify(std::string_view state);
+
+// When running as uid 0 and not explicitly allowed to stay root: switch to `user` (and its
+// primary group, or `group` if not empty), clearing supplementary groups, and verify root
+// cannot be regained. Throws std::runtime_error naming the problem (missing user, user root).
+// Returns a description for the log ("relaygate (uid 105, gid 110)" or "not root").
+std::string drop_privileges(const std::string& user, const std::string& group, bool allow_root);
+
+}  // namespace rg::daemon
