@@ -283,7 +283,7 @@ bool WireEncoder::feed(std::string_view chunk, std::string& out) {
 void WireEncoder::finish(std::string& out) {
   if (!done_) {
     if (pending_cr_) {
-      out += "\r\n";
+      out += "\r\r\n";  // a trailing bare CR is data, as everywhere else, then the final CRLF
       at_line_start_ = true;
     } else if (!at_line_start_) {
       out += "\r\n";
