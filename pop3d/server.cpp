@@ -75,6 +75,7 @@ Server::Server(asio::io_context& io_ctx, config::Config config)
       db(cfg.database, authdb::OpenMode::Create),
       pool(worker_threads()),
       limiter(static_cast<size_t>(cfg.pop3d.max_connections), static_cast<size_t>(cfg.pop3d.max_connections_per_ip)),
+      auth(db, pool, cfg),
       status(io_ctx, db, pool, cfg.status_file),
       timer_(io_ctx) {
   net::ensure_self_signed_certificate(cfg.tls.certificate, cfg.tls.private_key, cfg.hostname);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "authdb/authdb.h"
+#include "shared/auth.h"
 #include "shared/config.h"
 #include "shared/net/limits.h"
 
@@ -76,6 +77,7 @@ class Server {
   net::WorkerPool pool;
   std::shared_ptr<boost::asio::ssl::context> tls;
   net::ConnectionLimiter limiter;
+  Authenticator auth;
   StatusPublisher status;
   uint64_t sessions_started = 0;
 

@@ -14,9 +14,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <cerrno>
 #include <chrono>
-#include <random>
 
-#include "authdb/password.h"
 #include "authdb/users.h"
 #include "pop3d/server.h"
 #include "shared/log.h"
@@ -40,7 +38,6 @@ constexpr auto kWriteTimeout = 60s;
 constexpr auto kTlsHandshakeTimeout = 30s;
 constexpr size_t kRetrChunk = 64 * 1024;
 constexpr size_t kFlushThreshold = 64 * 1024;
-constexpr auto kFailureDelayBase = 250ms;
 
 enum class State { Authorization, Transaction, Update };
 enum StateMask : unsigned { kAuth = 1, kTrans = 2, kAny = kAuth | kTrans };
@@ -131,9 +128,6 @@ class Session {
   asio::awaitable<void> cmd_rset(std::string_view);
 
   // Authentication helpers.
-  asio::awaitable<std::optional<std::string>> verify_password(std::string_view login, std::string_view password,
-                                                              std::string& why);
-  std::optional<std::string> legacy_secret(std::string_view login, std::string& user_out);
   asio::awaitable<void> login(const std::string& user, const char* method);
   asio::awaitable<void> login_failed(const char* method, std::string_view login, std::string_view why);
   bool auth_refused_before_tls(bool plaintext_mechanism);
@@ -207,11 +201,6 @@ std::vector<std::string_view> split_args(std::string_view args) {
     i = j;
   }
   return out;
-}
-
-asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
-  asio::steady_timer t(co_await asio::this_coro::executor, d);
-  co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
 }
 
 std::string Session::usable_mechanisms() const {
@@ -373,72 +362,23 @@ asio::awaitable<void> Session::cmd_pass(std::string_view args) {
   std::string login_name = std::move(*pending_user_);
   pending_user_.reset();
   // RFC 1939 §7: PASS has one argument, which may contain spaces.
-  std::string why;
-  auto user = co_await verify_password(login_name, args, why);
-  if (!user) co_return co_await login_failed("pop3", login_name, why);
-  co_await login(*user, "pop3");
+  const std::string password(args);
+  const AuthOutcome outcome = co_await srv_.auth.check_password(login_name, password);
+  if (outcome.result != AuthOutcome::Result::Ok) co_return co_await login_failed("pop3", login_name, outcome.reason());
+  co_await login(outcome.user, "pop3");
 }
 
 asio::awaitable<void> Session::cmd_apop(std::string_view args) {
   if (auth_refused_before_tls(false)) co_return;
   auto a = split_args(args);
   if (a.size() != 2 || a[1].size() != 32) co_return bad_command("Usage: APOP name digest");
-  std::string user;
-  std::optional<std::string> secret;
-  try {
-    secret = legacy_secret(a[0], user);
-  } catch (const authdb::Error& e) {
-    log::error(id_).kv("event", "login").kv("method", "apop").kv("outcome", "tempfail").kv("error", e.what());
-    err("[SYS/TEMP] Temporary authentication failure");
-    co_return;
-  }
+  const LegacySecret ls = srv_.auth.legacy_secret(a[0]);
+  if (ls.tempfail) co_return co_await login_failed("apop", a[0], "tempfail");
   // Unknown users get the same digest work against a dummy secret.
-  bool good = sasl::apop_verify(apop_timestamp_, secret ? *secret : std::string_view("relaygate-no-such-user"), a[1]);
-  if (!good || !secret)
-    co_return co_await login_failed("apop", a[0], secret ? "bad-digest" : "no-legacy-secret-or-unknown-user");
-  co_await login(user, "apop");
-}
-
-std::optional<std::string> Session::legacy_secret(std::string_view login_name, std::string& user_out) {
-  auto user = authdb::login_to_user(login_name, srv_.cfg.local_domains);
-  if (!user) return std::nullopt;
-  auto rec = srv_.db.find_user(*user);
-  if (!rec || !rec->enabled || !rec->legacy_secret) return std::nullopt;
-  user_out = rec->name;
-  return rec->legacy_secret;
-}
-
-asio::awaitable<std::optional<std::string>> Session::verify_password(std::string_view login_name, std::string_view password,
-                                                                     std::string& why) {
-  auto user = authdb::login_to_user(login_name, srv_.cfg.local_domains);
-  std::optional<authdb::UserAuth> rec;
-  try {
-    if (user) rec = srv_.db.find_user(*user);
-  } catch (const authdb::Error& e) {
-    log::error(id_).kv("event", "login").kv("outcome", "tempfail").kv("error", e.what());
-    why = "tempfail";
-    co_return std::nullopt;
-  }
-  std::string pw(password);
-  if (!rec) {
-    // Unknown users cost the same hashing time, so timing does not reveal which names exist.
-    auto job = [pw] { return authdb::verify_dummy(pw); };  // named: see StatusPublisher::run
-    co_await srv_.pool.run(job);
-    why = "unknown-user";
-    co_return std::nullopt;
-  }
-  std::string hash = rec->password_hash;
-  auto job = [hash, pw] { return authdb::verify_password(hash, pw); };
-  bool good = co_await srv_.pool.run(job);
-  if (!good) {
-    why = "bad-password";
-    co_return std::nullopt;
-  }
-  if (!rec->enabled) {
-    why = "disabled";
-    co_return std::nullopt;
-  }
-  co_return rec->name;
+  const bool good = sasl::apop_verify(apop_timestamp_, ls.secret ? std::string_view(*ls.secret) : "relaygate-no-such-user", a[1]);
+  if (!good || !ls.secret)
+    co_return co_await login_failed("apop", a[0], ls.secret ? "bad-digest" : "no-legacy-secret-or-unknown-user");
+  co_await login(*ls.user, "apop");
 }
 
 asio::awaitable<void> Session::login_failed(const char* method, std::string_view login_name, std::string_view why) {
@@ -447,22 +387,10 @@ asio::awaitable<void> Session::login_failed(const char* method, std::string_view
     err("[SYS/TEMP] Temporary authentication failure");
     co_return;
   }
-  const std::string net = failure_net_key(stream_.remote_ip());
-  int64_t failures = 1;
-  try {
-    srv_.db.record_failure(net, std::time(nullptr));
-    failures = srv_.db.failure_count(net, std::time(nullptr));
-  } catch (const authdb::Error& e) {
-    log::error(id_).kv("event", "record-failure").kv("error", e.what());
-  }
+  // Escalating delay per client network, shared with smtpd through authdb (shared/auth.h).
+  const int64_t failures = co_await srv_.auth.failed(stream_.remote_ip());
   log::info(id_).kv("event", "login").kv("method", method).kv("outcome", "failed").kv("reason", why)
       .kv("ip", stream_.remote_ip()).kv("login", login_name).kv("tls", stream_.is_tls()).kv("failures", failures);
-  // Escalating delay per client network, shared with smtpd through authdb, plus jitter (OpenSMTPD).
-  static thread_local std::mt19937 rng{std::random_device{}()};
-  int64_t shift = std::min<int64_t>(failures - 1, 16);
-  int64_t delay = std::min<int64_t>(kFailureDelayBase.count() << shift, srv_.cfg.auth.failure_delay_max_ms);
-  delay += static_cast<int64_t>(rng() % 100);
-  co_await sleep_for(std::chrono::milliseconds(std::min<int64_t>(delay, srv_.cfg.auth.failure_delay_max_ms)));
   err("[AUTH] Authentication failed");
 }
 
@@ -492,7 +420,7 @@ asio::awaitable<void> Session::login(const std::string& user, const char* method
   try {
     if (!srv_.db.grant(stream_.remote_ip(), user, method, srv_.cfg.grants.ttl_seconds, now))
       throw authdb::Error("user " + user + " vanished during login");
-    srv_.db.clear_failures(failure_net_key(stream_.remote_ip()));
+    srv_.auth.succeeded(stream_.remote_ip());
   } catch (const std::exception& e) {
     log::error(id_).kv("event", "login").kv("method", method).kv("outcome", "grant-failed").kv("user", user)
         .kv("error", e.what());
@@ -563,28 +491,21 @@ asio::awaitable<void> Session::cmd_auth(std::string_view args) {
       step = mech->step(*decoded);
     } else if (auto* vp = std::get_if<sasl::VerifyPassword>(&step)) {
       authcid_for_log = vp->authcid;
-      std::string why;
-      auto user = co_await verify_password(vp->authcid, vp->password, why);
-      if (user && !vp->authzid.empty() && authdb::login_to_user(vp->authzid, srv_.cfg.local_domains) != user) {
-        user.reset();
-        why = "authzid-mismatch";
-      }
-      if (!user) co_return co_await login_failed("pop3-sasl", vp->authcid, why);
-      co_return co_await login(*user, "pop3-sasl");
+      const AuthOutcome outcome = co_await srv_.auth.check_password(vp->authcid, vp->password);
+      if (outcome.result != AuthOutcome::Result::Ok)
+        co_return co_await login_failed("pop3-sasl", vp->authcid, outcome.reason());
+      // RFC 4616 §2: acting as another identity is refused.
+      if (!vp->authzid.empty() && srv_.auth.user_of(vp->authzid) != outcome.user)
+        co_return co_await login_failed("pop3-sasl", vp->authcid, "authzid-mismatch");
+      co_return co_await login(outcome.user, "pop3-sasl");
     } else if (auto* ns = std::get_if<sasl::NeedSecret>(&step)) {
       authcid_for_log = ns->authcid;
-      std::string user;
-      std::optional<std::string> secret;
-      try {
-        secret = legacy_secret(ns->authcid, user);
-      } catch (const authdb::Error& e) {
-        log::error(id_).kv("event", "login").kv("outcome", "tempfail").kv("error", e.what());
-        co_return err("[SYS/TEMP] Temporary authentication failure");
-      }
-      step = secret ? mech->provide_secret(std::string_view(*secret)) : mech->provide_secret(std::nullopt);
+      const LegacySecret ls = srv_.auth.legacy_secret(ns->authcid);
+      if (ls.tempfail) co_return co_await login_failed("pop3-sasl", ns->authcid, "tempfail");
+      step = ls.secret ? mech->provide_secret(std::string_view(*ls.secret)) : mech->provide_secret(std::nullopt);
     } else if (auto* s = std::get_if<sasl::Success>(&step)) {
-      auto user = authdb::login_to_user(s->authcid, srv_.cfg.local_domains);
-      bool authz_ok = s->authzid.empty() || authdb::login_to_user(s->authzid, srv_.cfg.local_domains) == user;
+      auto user = srv_.auth.user_of(s->authcid);
+      bool authz_ok = s->authzid.empty() || srv_.auth.user_of(s->authzid) == user;
       if (!user || !authz_ok) co_return co_await login_failed("pop3-sasl", s->authcid, "authzid-mismatch");
       co_return co_await login(*user, "pop3-sasl");
     } else {
