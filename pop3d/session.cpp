@@ -203,11 +203,16 @@ std::vector<std::string_view> split_args(std::string_view args) {
   return out;
 }
 
+// Advertised like smtpd's EHLO: where PLAIN/LOGIN are usable every user can log in with them,
+// so only they are offered (fetchmail and Net::* clients pick the "strongest" advertised
+// mechanism, and CRAM-MD5 works only for legacy users); CRAM-MD5 where the password would
+// otherwise cross in clear. Every mechanism stays accepted when a client asks for it.
 std::string Session::usable_mechanisms() const {
   std::string out;
+  const bool plain_usable = plaintext_ok();
   for (auto name : sasl::kMechanismNames) {
     auto m = sasl::make_mechanism(name, sasl_context());
-    if (m && mechanism_usable(*m)) {
+    if (m && mechanism_usable(*m) && m->plaintext() == plain_usable) {
       if (!out.empty()) out += ' ';
       out += name;
     }
