@@ -311,6 +311,39 @@ class RelayPolicy(SmtpBase):
                 self.assertEqual(s.docmd("RCPT", "TO:<%s>" % rcpt)[0], 250, rcpt)
 
 
+class Ipv6(SmtpBase):
+    """Listeners on ::1: POP-before-SMTP grants and relay decisions work for IPv6 clients."""
+    daemons = ("smtpd", "pop3d")
+    overrides = {"auth": {"allow_plaintext_without_tls": True},
+                 "smtpd": {"listen": [{"address": "::1", "port": "auto", "mode": "relay", "tls": "starttls"},
+                                      {"address": "127.0.0.1", "port": "auto", "mode": "submission", "tls": "starttls"},
+                                      {"address": "::1", "port": "auto", "mode": "submissions", "tls": "implicit"}]},
+                 "pop3d": {"listen": [{"address": "::1", "port": "auto", "tls": "starttls"}]}}
+
+    def test_grant_over_ipv6_lets_ipv6_client_relay(self):
+        port = self.gw.port("smtpd", mode="relay")
+        with smtplib.SMTP("::1", port, timeout=T) as s:
+            expect_code(self, lambda: s.sendmail("a@example.test", ["far@remote.test"], b"x\r\n"), 554, "5.7.1")
+        p = poplib.POP3("::1", self.gw.port("pop3d"), timeout=T)
+        p.user("alice")
+        p.pass_(PW)
+        p.quit()
+        self.assertEqual([g["ip"] for g in self.gw.grants()], ["::1"])
+        with smtplib.SMTP("::1", port, timeout=T) as s:
+            self.assertEqual(s.sendmail("a@example.test", ["far@remote.test"], b"Subject: v6\r\n\r\nx\r\n"), {})
+        # The grant is for ::1 only: an IPv4 client is still refused.
+        with smtp(self.gw, "submission") as s:
+            s.ehlo("c.test")
+            self.assertEqual(s.docmd("MAIL", "FROM:<a@example.test>")[0], 530)
+        self.assertIn("ip=::1", self.gw.log("smtpd"))
+
+    def test_smtps_over_ipv6(self):
+        with smtplib.SMTP_SSL("::1", self.gw.port("smtpd", mode="submissions"), timeout=T,
+                              context=client_tls_context()) as s:
+            s.login("alice", PW)
+            self.assertEqual(s.sendmail("alice@example.test", ["alice@example.test"], b"Subject: v6\r\n\r\nx\r\n"), {})
+
+
 class TrustedNetworks(SmtpBase):
     overrides = {"smtpd": {"trusted_networks": ["127.0.0.5/32"]}}
 
