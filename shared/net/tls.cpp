@@ -13,6 +13,7 @@
 #include <openssl/x509v3.h>
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -148,11 +149,36 @@ std::shared_ptr<ssl::context> make_server_tls_context(const std::string& cert_fi
     return ctx;
 }
 
+namespace {
+// Serializes first-start generation between processes (pop3d and smtpd start together): an
+// flock on a file beside the key, released when the descriptor closes.
+class GenerationLock {
+public:
+    explicit GenerationLock(const fs::path& key_file) {
+        std::error_code ec;
+        if (key_file.has_parent_path()) fs::create_directories(key_file.parent_path(), ec);
+        const fs::path lock = (key_file.has_parent_path() ? key_file.parent_path() : fs::path(".")) / ".relaygate-tls.lock";
+        fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd_ >= 0) ::flock(fd_, LOCK_EX);  // without a lock file, generation still works unserialized
+    }
+    ~GenerationLock() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    GenerationLock(const GenerationLock&) = delete;
+    GenerationLock& operator=(const GenerationLock&) = delete;
+
+private:
+    int fd_ = -1;
+};
+}  // namespace
+
 void ensure_self_signed_certificate(const std::string& cert_file, const std::string& key_file,
                                     const std::string& hostname) {
     std::error_code ec;
+    if (fs::exists(cert_file, ec) && fs::exists(key_file, ec)) return;
+    GenerationLock lock{fs::path(key_file)};
     const bool have_cert = fs::exists(cert_file, ec), have_key = fs::exists(key_file, ec);
-    if (have_cert && have_key) return;
+    if (have_cert && have_key) return;  // another process made them while we waited
     if (have_cert) throw std::runtime_error("TLS private key file '" + key_file + "': missing (the certificate exists)");
     if (have_key) throw std::runtime_error("TLS certificate file '" + cert_file + "': missing (the private key exists)");
 

@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -411,6 +412,35 @@ std::string error_of(F f) {
         return e.what();
     }
     return "(no exception)";
+}
+
+// pop3d and smtpd start together on a fresh install: concurrent first starts must end with one
+// matching key and certificate, and every process must be able to load them.
+TEST(NetTls, ConcurrentGenerationAcrossProcessesYieldsOneMatchingPair) {
+    TempDir dir;
+    const std::string cert = (dir.path / "tls/cert.pem").string(), key = (dir.path / "tls/key.pem").string();
+    std::vector<pid_t> kids;
+    for (int i = 0; i < 4; ++i) {
+        pid_t pid = fork();
+        ASSERT_GE(pid, 0);
+        if (pid == 0) {
+            int rc = 0;
+            try {
+                rg::net::ensure_self_signed_certificate(cert, key, "mail.example.test");
+                rg::net::make_server_tls_context(cert, key);
+            } catch (...) {
+                rc = 3;
+            }
+            _exit(rc);
+        }
+        kids.push_back(pid);
+    }
+    for (pid_t pid : kids) {
+        int status = 0;
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    EXPECT_NO_THROW(rg::net::make_server_tls_context(cert, key));
 }
 
 TEST(NetTls, ErrorsNameTheFileAndTheProblem) {
