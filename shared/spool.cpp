@@ -2,16 +2,20 @@
 #include "shared/spool.h"
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <system_error>
+#include <thread>
 
 #include "shared/fsutil.h"
 
@@ -44,8 +48,52 @@ void write_file_synced(const fs::path& p, const std::vector<std::string_view>& p
     ::unlink(p.c_str());
     fail(e, "cannot fsync", p);
   }
-  ::close(fd);
+  if (::close(fd) != 0) {
+    int e = errno;
+    ::unlink(p.c_str());
+    fail(e, "cannot close", p);
+  }
 }
+
+std::string read_file(const fs::path& p) {
+  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail(errno, "cannot open", p);
+  std::string out;
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && st.st_size > 0) out.reserve(static_cast<size_t>(st.st_size));
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      ::close(fd);
+      fail(e, "cannot read", p);
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+bool path_exists(const fs::path& p) {
+  struct stat st {};
+  return ::lstat(p.c_str(), &st) == 0;
+}
+
+// The pid in a temp name ".<id>.env.<pid>.<n>", or 0.
+pid_t pid_of_temp(const std::string& name) {
+  auto last = name.rfind('.');
+  if (last == std::string::npos || last == 0) return 0;
+  auto prev = name.rfind('.', last - 1);
+  if (prev == std::string::npos) return 0;
+  std::string digits = name.substr(prev + 1, last - prev - 1);
+  if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) return 0;
+  return static_cast<pid_t>(std::stol(digits));
+}
+
+bool process_alive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
 
 }  // namespace
 
@@ -58,12 +106,23 @@ std::string new_queue_id() {
   return buf;
 }
 
+std::string dsn_id(const std::string& id, int64_t n) { return id + "R" + std::to_string(n); }
+
+bool valid_id(std::string_view id) {
+  if (id.empty() || id.size() > 40) return false;
+  for (char c : id)
+    if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z'))) return false;
+  return true;
+}
+
 std::string to_json(const Envelope& e) {
   nlohmann::ordered_json j;
   j["id"] = e.id;
   j["sender"] = e.sender;
   auto& rcpts = j["recipients"] = nlohmann::ordered_json::array();
-  for (auto& r : e.recipients) rcpts.push_back({{"address", r.address}, {"state", r.state}, {"last_error", r.last_error}});
+  for (auto& r : e.recipients)
+    rcpts.push_back({{"address", r.address}, {"state", r.state}, {"last_error", r.last_error}, {"status", r.status},
+                     {"diagnostic", r.diagnostic}, {"last_attempt_at", r.last_attempt_at}, {"notified", r.notified}});
   j["created_at"] = e.created_at;
   j["size"] = e.size;
   j["attempts"] = e.attempts;
@@ -71,6 +130,13 @@ std::string to_json(const Envelope& e) {
   j["held"] = e.held;
   j["client_ip"] = e.client_ip;
   j["auth"] = e.auth;
+  j["last_attempt_at"] = e.last_attempt_at;
+  j["dsn_count"] = e.dsn_count;
+  j["warned"] = e.warned;
+  if (!e.dsn_of.empty()) {
+    j["dsn_of"] = e.dsn_of;
+    j["dsn_seq"] = e.dsn_seq;
+  }
   return j.dump() + "\n";
 }
 
@@ -80,8 +146,19 @@ Envelope from_json(std::string_view text, const std::string& source) {
     Envelope e;
     e.id = j.at("id").get<std::string>();
     e.sender = j.at("sender").get<std::string>();
-    for (auto& r : j.at("recipients"))
-      e.recipients.push_back({r.at("address").get<std::string>(), r.at("state").get<std::string>(), r.value("last_error", "")});
+    for (auto& r : j.at("recipients")) {
+      Recipient rc;
+      rc.address = r.at("address").get<std::string>();
+      rc.state = r.at("state").get<std::string>();
+      rc.last_error = r.value("last_error", "");
+      rc.status = r.value("status", "");
+      rc.diagnostic = r.value("diagnostic", "");
+      rc.last_attempt_at = r.value("last_attempt_at", int64_t{0});
+      rc.notified = r.value("notified", false);
+      if (rc.state != "pending" && rc.state != "delivered" && rc.state != "failed")
+        throw std::runtime_error("unknown recipient state \"" + rc.state + "\"");
+      e.recipients.push_back(std::move(rc));
+    }
     e.created_at = j.at("created_at").get<int64_t>();
     e.size = j.at("size").get<uint64_t>();
     e.attempts = j.value("attempts", int64_t{0});
@@ -89,10 +166,29 @@ Envelope from_json(std::string_view text, const std::string& source) {
     e.held = j.value("held", false);
     e.client_ip = j.value("client_ip", "");
     e.auth = j.value("auth", "");
+    e.last_attempt_at = j.value("last_attempt_at", int64_t{0});
+    e.dsn_count = j.value("dsn_count", int64_t{0});
+    e.warned = j.value("warned", false);
+    e.dsn_of = j.value("dsn_of", "");
+    e.dsn_seq = j.value("dsn_seq", int64_t{0});
+    if (!valid_id(e.id)) throw std::runtime_error("invalid id \"" + e.id + "\"");
     return e;
   } catch (const std::exception& ex) {
     throw std::runtime_error(source + ": not a valid envelope: " + ex.what());
   }
+}
+
+Lock::~Lock() {
+  if (fd_ >= 0) ::close(fd_);  // closing releases the flock
+}
+
+Lock& Lock::operator=(Lock&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = o.fd_;
+    o.fd_ = -1;
+  }
+  return *this;
 }
 
 void Spool::ensure() const {
@@ -121,12 +217,22 @@ void Spool::enqueue(const Envelope& env, const std::vector<std::string_view>& me
   }
 }
 
+bool Spool::enqueue_once(const Envelope& env, const std::vector<std::string_view>& message) const {
+  if (path_exists(dir_ / "queue" / (env.id + ".env"))) return false;
+  // Leftovers of an attempt cut short in this process (recover() handles earlier runs).
+  ::unlink((dir_ / "tmp" / (env.id + ".msg")).c_str());
+  ::unlink((dir_ / "tmp" / (env.id + ".env")).c_str());
+  enqueue(env, message);
+  return true;
+}
+
 std::vector<Envelope> Spool::list(std::vector<std::string>* problems) const {
   std::vector<Envelope> out;
   std::error_code ec;
   for (fs::directory_iterator it(dir_ / "queue", ec), end; !ec && it != end; it.increment(ec)) {
     if (it->path().extension() != ".env") continue;
     std::ifstream in(it->path(), std::ios::binary);
+    if (!in) continue;  // removed meanwhile
     std::stringstream ss;
     ss << in.rdbuf();
     try {
@@ -140,6 +246,122 @@ std::vector<Envelope> Spool::list(std::vector<std::string>* problems) const {
     return a.created_at != b.created_at ? a.created_at < b.created_at : a.id < b.id;
   });
   return out;
+}
+
+std::optional<Envelope> Spool::read(const std::string& id) const {
+  const fs::path p = dir_ / "queue" / (id + ".env");
+  std::string text;
+  try {
+    text = read_file(p);
+  } catch (const std::system_error& e) {
+    if (e.code().value() == ENOENT) return std::nullopt;
+    throw;
+  }
+  return from_json(text, p.string());
+}
+
+std::string Spool::read_message(const std::string& id) const { return read_file(dir_ / "queue" / (id + ".msg")); }
+
+void Spool::update(const Envelope& env) const {
+  static std::atomic<unsigned> counter{0};
+  const fs::path tmp = dir_ / "tmp" /
+                       ("." + env.id + ".env." + std::to_string(::getpid()) + "." + std::to_string(counter++));
+  const fs::path dst = dir_ / "queue" / (env.id + ".env");
+  std::string json = to_json(env);
+  write_file_synced(tmp, {json});
+  if (::rename(tmp.c_str(), dst.c_str()) != 0) {
+    int e = errno;
+    ::unlink(tmp.c_str());
+    fail(e, "cannot rename into", dst);
+  }
+  fsutil::fsync_dir(dir_ / "queue");
+}
+
+void Spool::remove(const std::string& id) const {
+  const fs::path envf = dir_ / "queue" / (id + ".env");
+  const fs::path msg = dir_ / "queue" / (id + ".msg");
+  if (::unlink(envf.c_str()) != 0 && errno != ENOENT) fail(errno, "cannot remove", envf);
+  if (::unlink(msg.c_str()) != 0 && errno != ENOENT) fail(errno, "cannot remove", msg);
+  fsutil::fsync_dir(dir_ / "queue");
+}
+
+LockStatus Spool::try_lock(const std::string& id, Lock& out) const {
+  const fs::path p = dir_ / "queue" / (id + ".msg");
+  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return LockStatus::Gone;
+    fail(errno, "cannot open", p);
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    ::close(fd);
+    if (e == EWOULDBLOCK) return LockStatus::Busy;
+    fail(e, "cannot lock", p);
+  }
+  Lock lock(fd);
+  // Removed while we waited for the lock: the file we hold is no longer the queued one.
+  if (!path_exists(dir_ / "queue" / (id + ".env"))) return LockStatus::Gone;
+  out = std::move(lock);
+  return LockStatus::Locked;
+}
+
+LockStatus Spool::lock_wait(const std::string& id, Lock& out, std::chrono::milliseconds wait) const {
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  for (;;) {
+    LockStatus s = try_lock(id, out);
+    if (s != LockStatus::Busy || std::chrono::steady_clock::now() >= deadline) return s;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+Recovery Spool::recover() const {
+  Recovery r;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir_ / "tmp", ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    // Envelope updates of a live relaygatectl are left alone; anything else here was cut short.
+    if (name[0] == '.' && process_alive(pid_of_temp(name)) && pid_of_temp(name) != ::getpid()) continue;
+    if (::unlink(it->path().c_str()) == 0) ++r.removed_partial;
+  }
+  std::set<std::string> envs, msgs;
+  for (fs::directory_iterator it(dir_ / "queue", ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::path& p = it->path();
+    if (p.extension() == ".env") envs.insert(p.stem().string());
+    else if (p.extension() == ".msg") msgs.insert(p.stem().string());
+  }
+  if (ec && ec != std::errc::no_such_file_or_directory) fail(ec.value(), "cannot list", dir_ / "queue");
+  for (const auto& id : msgs) {
+    if (envs.count(id)) continue;
+    if (::unlink((dir_ / "queue" / (id + ".msg")).c_str()) == 0) ++r.removed_orphans;
+  }
+  for (const auto& id : envs)
+    if (!msgs.count(id)) r.problems.push_back((dir_ / "queue" / (id + ".env")).string() + ": envelope without message");
+  if (r.removed_orphans) fsutil::fsync_dir(dir_ / "queue");
+  return r;
+}
+
+Summary Spool::summary() const {
+  Summary s;
+  std::set<std::string> envs;
+  std::vector<std::pair<std::string, int64_t>> msgs;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir_ / "queue", ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::path& p = it->path();
+    if (p.extension() == ".env") {
+      envs.insert(p.stem().string());
+    } else if (p.extension() == ".msg") {
+      struct stat st {};
+      // .msg is written once: its mtime is the time the message was queued.
+      if (::stat(p.c_str(), &st) == 0) msgs.emplace_back(p.stem().string(), static_cast<int64_t>(st.st_mtime));
+    }
+  }
+  if (ec && ec != std::errc::no_such_file_or_directory) fail(ec.value(), "cannot list", dir_ / "queue");
+  for (const auto& [id, t] : msgs) {
+    if (!envs.count(id)) continue;
+    ++s.count;
+    if (s.oldest_created_at == 0 || t < s.oldest_created_at) s.oldest_created_at = t;
+  }
+  return s;
 }
 
 }  // namespace rg::spool
