@@ -1,10 +1,12 @@
-// relaygatectl: the administrator's CLI over authdb — users, grants, status file, config check.
+// relaygatectl: the administrator's CLI over authdb — users, grants, status file, config check —
+// and over the outbound queue (list, show, flush, delete, hold, release).
 // Exit codes: 0 ok, 1 operational error (named on stderr), 2 usage error. Every command that
 // changes grants rewrites the status file. Passwords come from the TTY (no echo) or stdin.
 #include <termios.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <functional>
@@ -52,6 +54,9 @@ const char* const kUsage =
     "  status [--write]\n"
     "  sasl-plain NAME [--password-stdin]\n"
     "  queue list [--json]\n"
+    "  queue show ID\n"
+    "  queue flush [ID]\n"
+    "  queue delete ID | queue hold ID | queue release ID\n"
     "  config check\n"
     "Without --config the embedded defaults apply, relative to the current folder.\n";
 
@@ -164,7 +169,8 @@ struct Context {
   }
   void write_status() {
     auto t = now();
-    authdb::write_status_file(cfg.status_file, db().list(t), t);
+    const spool::Summary queue = spool::Spool(cfg.spool_dir).summary();
+    authdb::write_status_file(cfg.status_file, db().list(t), t, &queue);
   }
 };
 
@@ -353,7 +359,8 @@ int status(Context& c, Args& a) {
   auto t = now();
   auto grants = c.db().list(t);
   if (write) {
-    authdb::write_status_file(c.cfg.status_file, grants, t);
+    const spool::Summary queue = spool::Spool(c.cfg.spool_dir).summary();
+    authdb::write_status_file(c.cfg.status_file, grants, t, &queue);
     std::cout << "status written to " << c.cfg.status_file.string() << "\n";
     return kExitOk;
   }
@@ -373,6 +380,33 @@ int sasl_plain(Context&, Args& a) {
   return kExitOk;
 }
 
+// The queue (shared/spool.h). Changes take the message's lock, the one the runner holds while
+// delivering, and replace the envelope atomically; the running smtpd watches queue/ (inotify)
+// and acts on a flush, hold, release or delete at once — no signal or pid file is needed.
+constexpr auto kQueueLockWait = std::chrono::seconds(15);
+
+std::string queue_id(const std::string& raw) {
+  if (!spool::valid_id(raw)) throw Failure("invalid queue id \"" + log_safe(raw) + "\"");
+  return raw;
+}
+
+std::string message_last_error(const spool::Envelope& e) {
+  for (const auto& r : e.recipients)
+    if (r.state != "delivered" && !r.last_error.empty()) return r.last_error;
+  return "";
+}
+
+nlohmann::ordered_json envelope_json(const spool::Envelope& e, int64_t t) {
+  auto rcpts = nlohmann::ordered_json::array();
+  for (const auto& r : e.recipients)
+    rcpts.push_back({{"address", r.address}, {"state", r.state}, {"status", r.status}, {"last_error", r.last_error},
+                     {"last_attempt_at", r.last_attempt_at ? nlohmann::ordered_json(authdb::iso8601(r.last_attempt_at)) : nlohmann::ordered_json(nullptr)}});
+  return {{"id", e.id}, {"sender", e.sender}, {"recipients", rcpts}, {"size", e.size},
+          {"age_seconds", t - e.created_at}, {"created_at", authdb::iso8601(e.created_at)},
+          {"next_attempt_at", authdb::iso8601(e.next_attempt_at)}, {"attempts", e.attempts}, {"held", e.held},
+          {"last_error", message_last_error(e)}, {"client_ip", e.client_ip}, {"auth", e.auth}};
+}
+
 int queue_list(Context& c, Args& a) {
   bool json = a.flag("--json");
   a.done(0);
@@ -382,25 +416,124 @@ int queue_list(Context& c, Args& a) {
   const int64_t t = now();
   if (json) {
     auto arr = nlohmann::ordered_json::array();
-    for (const auto& e : queued) {
-      auto rcpts = nlohmann::ordered_json::array();
-      for (const auto& r : e.recipients) rcpts.push_back({{"address", r.address}, {"state", r.state}, {"last_error", r.last_error}});
-      arr.push_back({{"id", e.id}, {"sender", e.sender}, {"recipients", rcpts}, {"size", e.size},
-                     {"age_seconds", t - e.created_at}, {"created_at", authdb::iso8601(e.created_at)},
-                     {"next_attempt_at", authdb::iso8601(e.next_attempt_at)}, {"attempts", e.attempts}, {"held", e.held}});
-    }
+    for (const auto& e : queued) arr.push_back(envelope_json(e, t));
     std::cout << arr.dump(2) << "\n";
     return problems.empty() ? kExitOk : kExitFail;
   }
-  std::printf("%-14s %-30s %-8s %-8s %s\n", "ID", "SENDER", "SIZE", "AGE", "RECIPIENTS");
+  std::printf("%-16s %-30s %-8s %-8s %-8s %s\n", "ID", "SENDER", "SIZE", "AGE", "NEXT", "RECIPIENTS");
   for (const auto& e : queued) {
     std::string rcpts;
     for (const auto& r : e.recipients) rcpts += (rcpts.empty() ? "" : ", ") + r.address + " (" + r.state + ")";
-    std::printf("%-14s %-30s %-8llu %-8s %s\n", e.id.c_str(), e.sender.empty() ? "<>" : e.sender.c_str(),
-                static_cast<unsigned long long>(e.size), (std::to_string(t - e.created_at) + "s").c_str(), rcpts.c_str());
+    std::string next = e.held ? "held" : e.next_attempt_at <= t ? "now" : std::to_string(e.next_attempt_at - t) + "s";
+    std::printf("%-16s %-30s %-8llu %-8s %-8s %s\n", e.id.c_str(), e.sender.empty() ? "<>" : log_safe(e.sender).c_str(),
+                static_cast<unsigned long long>(e.size), (std::to_string(t - e.created_at) + "s").c_str(), next.c_str(),
+                log_safe(rcpts).c_str());
+    if (auto err = message_last_error(e); !err.empty()) std::printf("%16s last error: %s\n", "", log_safe(err).c_str());
   }
   if (queued.empty()) std::printf("(queue is empty)\n");
   return problems.empty() ? kExitOk : kExitFail;
+}
+
+int queue_show(Context& c, Args& a) {
+  a.done(1);
+  const std::string id = queue_id(a.words[0]);
+  spool::Spool sp(c.cfg.spool_dir);
+  auto env = sp.read(id);
+  if (!env) throw Failure("no queued message " + id);
+  std::cout << envelope_json(*env, now()).dump(2) << "\n";
+  std::string message;
+  try {
+    message = sp.read_message(id);
+  } catch (const std::system_error& e) {
+    throw Failure(std::string("cannot read the message: ") + e.what());
+  }
+  std::cout << "--- message (" << message.size() << " octets) ---\n";
+  std::cout.write(message.data(), static_cast<std::streamsize>(message.size()));
+  if (!message.empty() && message.back() != '\n') std::cout << "\n";
+  return kExitOk;
+}
+
+// Runs `change` on message id under its lock; false when it left the queue meanwhile.
+bool queue_change(const spool::Spool& sp, const std::string& id, const std::function<bool(spool::Envelope&)>& change) {
+  spool::Lock lock;
+  switch (sp.lock_wait(id, lock, kQueueLockWait)) {
+    case spool::LockStatus::Gone: return false;
+    case spool::LockStatus::Busy: throw Failure("message " + id + " is being delivered right now; try again");
+    case spool::LockStatus::Locked: break;
+  }
+  auto env = sp.read(id);
+  if (!env) return false;
+  if (change(*env)) sp.update(*env);
+  return true;
+}
+
+int queue_flush(Context& c, Args& a) {
+  if (a.words.size() > 1) a.done(1);
+  a.done(a.words.size());
+  spool::Spool sp(c.cfg.spool_dir);
+  const int64_t t = now();
+  // Rewritten even when already due: the new envelope is what wakes the runner (inotify).
+  auto schedule = [t](spool::Envelope& e) {
+    if (e.held) return false;
+    e.next_attempt_at = std::min(e.next_attempt_at, t);
+    return true;
+  };
+  if (a.words.size() == 1) {
+    const std::string id = queue_id(a.words[0]);
+    bool held = false;
+    if (!queue_change(sp, id, [&](spool::Envelope& e) { held = e.held; return schedule(e); }))
+      throw Failure("no queued message " + id);
+    if (held) throw Failure("message " + id + " is on hold; release it first");
+    std::cout << "message " << id << " scheduled for delivery now\n";
+    return kExitOk;
+  }
+  size_t n = 0, busy = 0;
+  for (const auto& e : sp.list()) {
+    spool::Lock lock;
+    // A message in delivery right now is skipped (it is being tried) unless it is done within a second.
+    if (sp.lock_wait(e.id, lock, std::chrono::seconds(1)) != spool::LockStatus::Locked) {
+      ++busy;
+      continue;
+    }
+    auto env = sp.read(e.id);
+    if (env && !env->held) {
+      if (schedule(*env)) sp.update(*env);
+      ++n;
+    }
+  }
+  std::cout << n << " message(s) scheduled for delivery now" << (busy ? ", " + std::to_string(busy) + " in delivery" : "") << "\n";
+  return kExitOk;
+}
+
+int queue_delete(Context& c, Args& a) {
+  a.done(1);
+  const std::string id = queue_id(a.words[0]);
+  spool::Spool sp(c.cfg.spool_dir);
+  spool::Lock lock;
+  switch (sp.lock_wait(id, lock, kQueueLockWait)) {
+    case spool::LockStatus::Gone: throw Failure("no queued message " + id);
+    case spool::LockStatus::Busy: throw Failure("message " + id + " is being delivered right now; try again");
+    case spool::LockStatus::Locked: break;
+  }
+  sp.remove(id);
+  std::cout << "message " << id << " deleted\n";
+  return kExitOk;
+}
+
+int queue_hold(Context& c, Args& a, bool hold) {
+  a.done(1);
+  const std::string id = queue_id(a.words[0]);
+  const int64_t t = now();
+  bool changed = false;
+  if (!queue_change(spool::Spool(c.cfg.spool_dir), id, [&](spool::Envelope& e) {
+        changed = e.held != hold;
+        e.held = hold;
+        if (!hold) e.next_attempt_at = std::min(e.next_attempt_at, t);
+        return changed;
+      }))
+    throw Failure("no queued message " + id);
+  std::cout << "message " << id << (hold ? " on hold" : " released") << (changed ? "" : " (it already was)") << "\n";
+  return kExitOk;
 }
 
 int config_check(Context& c, Args& a) {
@@ -430,6 +563,11 @@ const std::vector<Command>& commands() {
       {{"status"}, status},
       {{"sasl-plain"}, sasl_plain, false},
       {{"queue", "list"}, queue_list},
+      {{"queue", "show"}, queue_show},
+      {{"queue", "flush"}, queue_flush},
+      {{"queue", "delete"}, queue_delete},
+      {{"queue", "hold"}, [](Context& c, Args& a) { return queue_hold(c, a, true); }},
+      {{"queue", "release"}, [](Context& c, Args& a) { return queue_hold(c, a, false); }},
       {{"config", "check"}, config_check},
   };
   return table;

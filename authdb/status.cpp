@@ -18,7 +18,7 @@ std::string iso8601(int64_t t) {
   return buf;
 }
 
-std::string render_status(const std::vector<Grant>& grants, int64_t now) {
+std::string render_status(const std::vector<Grant>& grants, int64_t now, const spool::Summary* queue) {
   nlohmann::ordered_json root;
   root["generated_at"] = iso8601(now);
   auto& list = root["grants"] = nlohmann::ordered_json::array();
@@ -33,12 +33,17 @@ std::string render_status(const std::vector<Grant>& grants, int64_t now) {
     e["last_used_at"] = g.last_used_at ? nlohmann::ordered_json(iso8601(*g.last_used_at)) : nlohmann::ordered_json(nullptr);
     list.push_back(std::move(e));
   }
+  if (queue)
+    root["queue"] = {{"count", queue->count},
+                     {"oldest_age_seconds", queue->count ? nlohmann::ordered_json(now - queue->oldest_created_at)
+                                                         : nlohmann::ordered_json(nullptr)}};
   return root.dump(2) + "\n";
 }
 
-void write_status_file(const std::filesystem::path& path, const std::vector<Grant>& grants, int64_t now) {
+void write_status_file(const std::filesystem::path& path, const std::vector<Grant>& grants, int64_t now,
+                       const spool::Summary* queue) {
   if (path.has_parent_path()) fsutil::make_dirs(path.parent_path());
-  fsutil::atomic_write(path, render_status(grants, now), 0644);
+  fsutil::atomic_write(path, render_status(grants, now, queue), 0644);
 }
 
 }  // namespace rg::authdb

@@ -9,12 +9,15 @@
 #include <vector>
 
 #include "authdb/authdb.h"
+#include "shared/spool.h"
 
 namespace rg::authdb {
 
 std::string iso8601(int64_t unix_seconds);  // "2026-11-26T03:34:34Z"
-std::string render_status(const std::vector<Grant>& grants, int64_t now);
+// With `queue`, adds {"queue": {"count": N, "oldest_age_seconds": S or null}} (issue 5).
+std::string render_status(const std::vector<Grant>& grants, int64_t now, const spool::Summary* queue = nullptr);
 // Renders and atomically replaces `path` (temp file, fsync, rename, fsync of the folder).
-void write_status_file(const std::filesystem::path& path, const std::vector<Grant>& grants, int64_t now);
+void write_status_file(const std::filesystem::path& path, const std::vector<Grant>& grants, int64_t now,
+                       const spool::Summary* queue = nullptr);
 
 }  // namespace rg::authdb

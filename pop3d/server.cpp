@@ -54,12 +54,12 @@ asio::awaitable<void> StatusPublisher::run() {
     dirty_ = false;
     try {
       const int64_t now = std::time(nullptr);
-      std::string text = authdb::render_status(db_.list(now), now);
-      // A named job, not a temporary: g++ 12 double-destroys prvalue arguments to a
-      // coroutine inside co_await (the GCC PR 100611 family noted in STYLE.md).
-      auto job = [file = file_, text = std::move(text)] {
-        if (file.has_parent_path()) fsutil::make_dirs(file.parent_path());
-        fsutil::atomic_write(file, text, 0644);
+      // The grants are read here (authdb is the I/O thread's); listing the spool and the
+      // fsync run on the pool. A named job, not a temporary: g++ 12 double-destroys prvalue
+      // arguments to a coroutine inside co_await (the GCC PR 100611 family).
+      auto job = [file = file_, spool = spool_dir_, grants = db_.list(now), now] {
+        const spool::Summary queue = spool::Spool(spool).summary();
+        authdb::write_status_file(file, grants, now, &queue);
       };
       co_await pool_.run(job);
     } catch (const std::exception& e) {
@@ -76,7 +76,7 @@ Server::Server(asio::io_context& io_ctx, config::Config config)
       pool(worker_threads()),
       limiter(static_cast<size_t>(cfg.pop3d.max_connections), static_cast<size_t>(cfg.pop3d.max_connections_per_ip)),
       auth(db, pool, cfg),
-      status(io_ctx, db, pool, cfg.status_file),
+      status(io_ctx, db, pool, cfg.status_file, cfg.spool_dir),
       timer_(io_ctx) {
   net::ensure_self_signed_certificate(cfg.tls.certificate, cfg.tls.private_key, cfg.hostname);
   tls = net::make_server_tls_context(cfg.tls.certificate, cfg.tls.private_key);

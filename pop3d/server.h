@@ -32,8 +32,9 @@ namespace rg::pop3 {
 // flight, and one more if anything changed meanwhile (the fsync runs on the worker pool).
 class StatusPublisher {
  public:
-  StatusPublisher(boost::asio::io_context& io, authdb::AuthDb& db, net::WorkerPool& pool, std::filesystem::path file)
-      : io_(io), db_(db), pool_(pool), file_(std::move(file)) {}
+  StatusPublisher(boost::asio::io_context& io, authdb::AuthDb& db, net::WorkerPool& pool, std::filesystem::path file,
+                  std::filesystem::path spool_dir)
+      : io_(io), db_(db), pool_(pool), file_(std::move(file)), spool_dir_(std::move(spool_dir)) {}
   void request();
 
  private:
@@ -42,6 +43,7 @@ class StatusPublisher {
   authdb::AuthDb& db_;
   net::WorkerPool& pool_;
   std::filesystem::path file_;
+  std::filesystem::path spool_dir_;  // for the queue summary (count, oldest age)
   bool running_ = false;
   bool dirty_ = false;
 };

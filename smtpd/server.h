@@ -1,11 +1,13 @@
 // smtpd's shared state: config, authdb, TLS context, worker pool, limits, authenticator,
-// spool and listeners, on the one I/O thread (DESIGN.md).
+// spool, the queue runner and listeners, on the one I/O thread (DESIGN.md).
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <chrono>
 #include <memory>
+#include <unordered_set>
 #include <vector>
 
 #include "authdb/authdb.h"
@@ -21,12 +23,32 @@ class context;
 
 namespace rg::smtp {
 
+class QueueRunner;
+
+// What the server asks of a live session when it stops (SIGTERM).
+class Drainable {
+ public:
+  virtual ~Drainable() = default;
+  // Ends the session now if it is between commands; one receiving or delivering a message
+  // finishes that transaction first, then ends with 421 4.3.2.
+  virtual void stop_if_idle() = 0;
+};
+
 class Server {
  public:
   Server(boost::asio::io_context& io, config::Config cfg);
   ~Server();
   void start();  // binds every listener (throws naming address:port) and accepts
-  void stop();   // stops accepting
+  // Stops accepting and ends idle sessions; busy ones end after their transaction (drain()).
+  void stop();
+  bool stopping() const { return stopping_; }
+  // Waits until every session has ended or `limit` passed; false if sessions were left.
+  boost::asio::awaitable<bool> drain(std::chrono::milliseconds limit);
+  // SIGHUP: new TLS context and settings from `fresh` for new sessions and commands; live
+  // sessions go on. Throws (keeping everything as it was) if the certificate cannot be loaded.
+  void reload(config::Config fresh);
+  void track(Drainable* s) { sessions_.insert(s); }
+  void untrack(Drainable* s) { sessions_.erase(s); }
 
   boost::asio::io_context& io;
   config::Config cfg;
@@ -38,10 +60,15 @@ class Server {
   spool::Spool spool;
   std::vector<Cidr> trusted;
   uint64_t sessions_started = 0;
+  // Delivery to the smarthost; null when none is configured (non-local RCPTs are refused).
+  // Declared last: destroyed first, before the pool and the database it uses.
+  std::unique_ptr<QueueRunner> queue;
 
  private:
   boost::asio::awaitable<void> accept(size_t listener_index);
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
+  std::unordered_set<Drainable*> sessions_;
+  bool stopping_ = false;
 };
 
 }  // namespace rg::smtp

@@ -86,13 +86,20 @@ std::string printable(std::string_view s, size_t max = 255) {
   return out;
 }
 
-class Session {
+class Session final : public Drainable {
  public:
   Session(Server& server, config::Listener listener, net::Stream stream)
       : srv_(server), listener_(std::move(listener)), stream_(std::move(stream)) {
     id_ = "smtp-" + std::to_string(getpid()) + "-" + std::to_string(++server.sessions_started);
+    srv_.track(this);
   }
+  ~Session() override { srv_.untrack(this); }
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
   asio::awaitable<void> run();
+  void stop_if_idle() override {
+    if (!busy_) stream_.close();  // the pending read ends; run() logs and returns
+  }
 
  private:
   using Handler = asio::awaitable<void> (Session::*)(std::string_view args);
@@ -181,6 +188,7 @@ class Session {
   uint64_t declared_size_ = 0;
   int64_t errors_ = 0;
   bool closing_ = false;
+  bool busy_ = false;  // receiving or delivering a message: SIGTERM lets it finish
   std::vector<CommandStat> stats_ = {{"ehlo"}, {"helo"}, {"starttls"}, {"auth"}, {"mail"}, {"rcpt"},
                                      {"data"}, {"rset"}, {"noop"}, {"vrfy"}, {"help"}, {"quit"}, {"unknown"}};
 };
@@ -228,7 +236,8 @@ asio::awaitable<void> Session::run() {
   log::info(id_).kv("event", "connect").kv("ip", stream_.remote_ip()).kv("port", stream_.remote_port())
       .kv("listener", listener_.port).kv("mode", config::to_string(listener_.mode));
   if (listener_.tls == config::TlsMode::Implicit) {
-    if (auto ec = co_await stream_.start_tls(*srv_.tls, kTlsHandshakeTimeout)) {
+    const auto tls = srv_.tls;  // kept alive across the handshake even if SIGHUP replaces it
+    if (auto ec = co_await stream_.start_tls(*tls, kTlsHandshakeTimeout)) {
       log::info(id_).kv("event", "disconnect").kv("reason", "tls-handshake-failed").kv("error", ec.message());
       co_return;
     }
@@ -261,7 +270,7 @@ asio::awaitable<void> Session::run() {
       reply(500, "5.5.2", "Error: line too long");
       count("unknown", false);
     } else if (ec) {
-      reason = ec == asio::error::eof ? "client-closed" : "read-error";
+      reason = srv_.stopping() ? "server-stopping" : ec == asio::error::eof ? "client-closed" : "read-error";
       break;
     } else {
       if (raw.size() > kMaxCommandLine && upper(std::string_view(raw).substr(0, 5)) != "AUTH ") {
@@ -271,6 +280,12 @@ asio::awaitable<void> Session::run() {
         while (!raw.empty() && (raw.back() == '\n' || raw.back() == '\r')) raw.pop_back();
         co_await dispatch(raw);
       }
+    }
+    if (!closing_ && srv_.stopping()) {
+      // A transaction that was under way when SIGTERM came has finished: now end politely.
+      reply(421, "4.3.2", srv_.cfg.hostname + " Service shutting down");
+      reason = "server-stopping";
+      break;
     }
     if (!closing_ && errors_ >= srv_.cfg.smtpd.max_errors) {
       reply(421, "4.7.0", srv_.cfg.hostname + " Error: too many errors");
@@ -358,7 +373,8 @@ asio::awaitable<void> Session::cmd_starttls(std::string_view args) {
   reply(220, "2.0.0", "Ready to start TLS");
   const size_t discarded = stream_.buffered();
   if (!co_await flush()) co_return;
-  if (auto ec = co_await stream_.start_tls(*srv_.tls, kTlsHandshakeTimeout)) {
+  const auto tls = srv_.tls;  // kept alive across the handshake even if SIGHUP replaces it
+  if (auto ec = co_await stream_.start_tls(*tls, kTlsHandshakeTimeout)) {
     log::info(id_).kv("event", "starttls").kv("outcome", "failed").kv("error", ec.message());
     closing_ = true;
     co_return;
@@ -622,6 +638,13 @@ asio::awaitable<void> Session::cmd_rcpt(std::string_view args) {
     r.local = true;
     r.user = user->name;
   } else {
+    // Issue 5: without a smarthost the gateway never relays (it is no Internet MTA).
+    if (!srv_.cfg.smarthost.configured()) {
+      count("rcpt", false);
+      log::info(id_).kv("event", "rcpt").kv("to", addr).kv("outcome", "rejected").kv("reason", "no-smarthost")
+          .kv("ip", stream_.remote_ip());
+      co_return reply(550, "5.7.1", "<" + printable(addr) + ">: Relay access denied: no smarthost is configured");
+    }
     Relay rel = relay_permission();
     if (rel == Relay::TempFail) {
       count("rcpt", false);
@@ -653,6 +676,11 @@ asio::awaitable<void> Session::cmd_data(std::string_view args) {
   }
   reply(354, "", "End data with <CR><LF>.<CR><LF>");
   if (!co_await flush()) co_return;
+  busy_ = true;
+  struct Idle {  // busy_ ends with this command however it ends
+    bool& flag;
+    ~Idle() { flag = false; }
+  } idle_again{busy_};
 
   const uint64_t max_size = static_cast<uint64_t>(srv_.cfg.smtpd.max_message_size);
   const bool normalize = listener_.mode == config::SmtpMode::Relay;
@@ -691,13 +719,11 @@ asio::awaitable<void> Session::cmd_data(std::string_view args) {
     if (!content.empty() && content.front() == '.') content.remove_prefix(1);  // §4.5.2 transparency
     if (!too_big) {
       if (normalize) {
-        for (char c : content) {
-          if (c == '\r') body->append("\r\n");  // a bare CR becomes a line break (port 25 only)
-          else body->push_back(c);
-        }
-      } else {
-        body->append(content);
+        // A bare CR becomes a line break (port 25 only); lines without one are copied whole.
+        for (size_t cr; (cr = content.find('\r')) != std::string_view::npos; content.remove_prefix(cr + 1))
+          body->append(content.substr(0, cr)).append("\r\n");
       }
+      body->append(content);
       body->append("\r\n");
       if (body->size() > max_size) {
         too_big = true;

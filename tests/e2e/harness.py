@@ -262,6 +262,9 @@ class Gateway:
             # CI runs as root in a temp dir only root can write: stay root explicitly.
             "run_as": {"allow_root": True},
             "tls": {"certificate": "var/tls/cert.pem", "private_key": "var/tls/key.pem"},
+            # Issue 5: without a smarthost non-local RCPTs are refused (550 5.7.1). Nothing listens
+            # on the discard port 9, so relayed test mail stays queued (deferred for 5 minutes).
+            "smarthost": {"host": "127.0.0.1", "port": 9, "tls": "none"},
             "pop3d": {"listen": [
                 {"address": "127.0.0.1", "port": AUTO, "tls": "starttls"},
                 {"address": "127.0.0.1", "port": AUTO, "tls": "implicit"},

@@ -610,6 +610,93 @@ class Hostile(SmtpBase):
         self.assertTrue(self.gw.daemons["smtpd"].running())
 
 
+def server_cert_der(port):
+    import socket as _s
+    ctx = client_tls_context()
+    with _s.create_connection(("127.0.0.1", port), timeout=T) as raw:
+        with ctx.wrap_socket(raw, server_hostname="mail.example.test") as tls:
+            return tls.getpeercert(binary_form=True)
+
+
+def make_cert(directory, cn):
+    os.makedirs(directory, exist_ok=True)
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-days", "2", "-subj", "/CN=" + cn, "-keyout", key, "-out", cert],
+                   check=True, capture_output=True, timeout=30)
+    return cert, key
+
+
+class Signals(unittest.TestCase):
+    """SIGHUP reloads config and certificate for new sessions; a bad config or key keeps the old
+    one; SIGTERM lets a message in DATA finish, then exits 0 with nothing acknowledged lost."""
+
+    def test_sighup_reloads_certificate_and_keeps_old_on_errors(self):
+        import signal as sig
+        with Gateway({"run_as": {"allow_root": True}}, check_exit=True) as gw:
+            gw.add_user("alice", PW)
+            gw.start("smtpd")
+            port = gw.port("smtpd", mode="submissions")
+            old = server_cert_der(port)
+            live = smtplib.SMTP_SSL("127.0.0.1", port, timeout=T, context=client_tls_context())
+            live.ehlo("c.test")
+            cert, key = make_cert(os.path.join(gw.dir, "newtls"), "new.example.test")
+            gw.rewrite_config({"tls": {"certificate": cert, "private_key": key}, "smtpd": {"max_recipients": 7}})
+            gw.signal("smtpd", sig.SIGHUP)
+            gw.wait_log("smtpd", r"event=reload outcome=ok")
+            new = server_cert_der(port)
+            self.assertNotEqual(new, old)
+            self.assertEqual(live.noop()[0], 250)  # the session from before the reload goes on
+            live.quit()
+            # A key that does not match the certificate: logged, the current one stays.
+            other_cert, _ = make_cert(os.path.join(gw.dir, "other"), "other.example.test")
+            gw.rewrite_config({"tls": {"certificate": other_cert, "private_key": key}})
+            gw.signal("smtpd", sig.SIGHUP)
+            gw.wait_log("smtpd", r"event=reload outcome=failed.*does not match", timeout=10)
+            self.assertEqual(server_cert_der(port), new)
+            # Invalid JSON: logged, the current config stays, the daemon keeps serving.
+            with open(gw.config_path, "w") as f:
+                f.write("{ not json")
+            gw.signal("smtpd", sig.SIGHUP)
+            gw.wait_log("smtpd", r"event=reload outcome=failed.*not valid JSON", timeout=10)
+            with smtp(gw, "submissions") as s:
+                s.login("alice", PW)
+            self.assertTrue(gw.daemons["smtpd"].running())
+
+    def test_sigterm_lets_data_finish_and_exits_cleanly(self):
+        import signal as sig
+        with Gateway({"run_as": {"allow_root": True}}) as gw:
+            gw.add_user("alice", PW)
+            gw.start("smtpd")
+            idle = LineClient.open(gw.port("smtpd", mode="relay"))
+            self.assertTrue(idle.line().startswith("220 "))
+            c = LineClient.open(gw.port("smtpd", mode="relay"))
+            self.assertTrue(c.line().startswith("220 "))
+            c.send("EHLO c.test\r\n")
+            while not c.line().startswith("250 "):
+                pass
+            self.assertTrue(c.cmd("MAIL FROM:<a@remote.test>").startswith("250 "))
+            self.assertTrue(c.cmd("RCPT TO:<alice@example.test>").startswith("250 "))
+            self.assertTrue(c.cmd("DATA").startswith("354 "))
+            c.send(b"Subject: in flight\r\n\r\nfirst half\r\n")
+            gw.signal("smtpd", sig.SIGTERM)
+            gw.wait_log("smtpd", r"event=stopping")
+            # The idle session is closed at once; the one in DATA may finish its message.
+            self.assertEqual(idle.wait_closed(timeout=5), b"")
+            c.send(b"second half\r\n.\r\n")
+            reply = c.line()
+            self.assertTrue(reply.startswith("250 2.0.0"), reply)
+            self.assertTrue(c.line().startswith("421 4.3.2"))
+            c.close()
+            idle.close()
+            self.assertEqual(gw.daemons["smtpd"].proc.wait(timeout=10), 0)
+            self.assertIn("event=stopped outcome=clean", gw.log("smtpd"))
+            msgs = gw.messages("alice", "new")
+            self.assertEqual(len(msgs), 1)
+            with open(os.path.join(gw.maildir("alice"), "new", msgs[0]), "rb") as f:
+                self.assertIn(b"first half\r\nsecond half\r\n", f.read())
+
+
 class Limits(SmtpBase):
     overrides = {"smtpd": {"max_connections_per_ip": 2, "max_connections": 4, "max_errors": 3,
                            "greeting_pause_ms": 300, "min_data_rate": 1000, "data_rate_grace_seconds": 1}}
