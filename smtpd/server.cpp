@@ -36,6 +36,7 @@ Server::Server(asio::io_context& io_ctx, config::Config config)
       cfg(std::move(config)),
       db(cfg.database, authdb::OpenMode::Create),
       pool(std::clamp<size_t>(std::thread::hardware_concurrency(), 2, 8)),
+      disk_pool(kDiskThreads),
       limiter(static_cast<size_t>(cfg.smtpd.max_connections), static_cast<size_t>(cfg.smtpd.max_connections_per_ip)),
       auth(db, pool, cfg),
       spool(cfg.spool_dir) {
@@ -44,7 +45,7 @@ Server::Server(asio::io_context& io_ctx, config::Config config)
   for (const auto& n : cfg.smtpd.trusted_networks) trusted.push_back(*parse_cidr(n));
   spool.ensure();
   if (cfg.smarthost.configured()) {
-    queue = std::make_unique<QueueRunner>(io, cfg, db, pool);
+    queue = std::make_unique<QueueRunner>(io, cfg, db, disk_pool);
   } else if (auto left = spool.summary(); left.count > 0) {
     log::warn().kv("event", "queue-not-delivered").kv("queued", left.count)
         .kv("reason", "no smarthost configured: queued mail stays until one is");

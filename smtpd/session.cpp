@@ -764,7 +764,7 @@ asio::awaitable<void> Session::cmd_data(std::string_view args) {
 }
 
 // Writes the message into each local recipient's Maildir and the spool (for the rest) on the
-// worker pool, all fsync'd before the 250; any failure removes what was already written so a
+// disk pool, all fsync'd before the 250; any failure removes what was already written so a
 // retry by the client cannot deliver twice.
 asio::awaitable<void> Session::deliver(std::shared_ptr<const std::string> body) {
   const std::string qid = spool::new_queue_id();
@@ -827,7 +827,7 @@ asio::awaitable<void> Session::deliver(std::shared_ptr<const std::string> body) 
       for (const auto& p : written) ::unlink(p.c_str());
     return res;
   };
-  Result res = co_await srv_.pool.run(job);
+  Result res = co_await srv_.disk_pool.run(job);
   if (res.err) {
     count("data", false);
     log::error(id_).kv("event", "delivery-failed").kv("id", qid).kv("error", res.error);
