@@ -13,6 +13,7 @@
 #include "authdb/status.h"
 #include "shared/fsutil.h"
 #include "pop3d/session.h"
+#include "shared/daemon.h"
 #include "shared/log.h"
 #include "shared/net/listener.h"
 #include "shared/net/stream.h"
@@ -188,6 +189,9 @@ asio::awaitable<void> Server::housekeeping() {
     }
     status.request();
     if (stopping_) co_return;
+    // systemd's STATUS line (`systemctl status`): live counts, refreshed with the status file.
+    daemon::notify("STATUS=sessions=" + std::to_string(limiter.total()) + " logins_since_start=" +
+                   std::to_string(sessions_started));
     timer_.expires_after(std::chrono::seconds(cfg.grants.status_interval_seconds));
     auto [ec] = co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
     if (ec) co_return;

@@ -9,6 +9,7 @@
 #include <boost/asio/write.hpp>
 #include <thread>
 
+#include "shared/daemon.h"
 #include "shared/log.h"
 #include "shared/net/listener.h"
 #include "shared/net/stream.h"
@@ -62,10 +63,28 @@ void Server::start() {
         .kv("mode", config::to_string(l.mode)).kv("tls", config::to_string(l.tls));
   }
   for (size_t i = 0; i < acceptors_.size(); ++i) asio::co_spawn(io, accept(i), log_crash);
+  status_timer_ = std::make_unique<asio::steady_timer>(io);
+  asio::co_spawn(io, report_status(), log_crash);
+}
+
+asio::awaitable<void> Server::report_status() {
+  while (!stopping_) {
+    std::string line = "STATUS=sessions=" + std::to_string(limiter.total()) +
+                       " connections_since_start=" + std::to_string(sessions_started);
+    try {
+      line += " queued=" + std::to_string(spool.summary().count);
+    } catch (const std::exception&) {
+    }
+    daemon::notify(line);
+    status_timer_->expires_after(std::chrono::seconds(60));
+    auto [ec] = co_await status_timer_->async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec) co_return;
+  }
 }
 
 void Server::stop() {
   stopping_ = true;
+  if (status_timer_) status_timer_->cancel();
   if (queue) queue->stop();
   for (auto& a : acceptors_) {
     boost::system::error_code ec;

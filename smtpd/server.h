@@ -5,6 +5,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <memory>
 #include <unordered_set>
@@ -71,9 +72,11 @@ class Server {
 
  private:
   boost::asio::awaitable<void> accept(size_t listener_index);
+  boost::asio::awaitable<void> report_status();  // systemd STATUS= counts once a minute
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
   std::unordered_set<Drainable*> sessions_;
   bool stopping_ = false;
+  std::unique_ptr<boost::asio::steady_timer> status_timer_;
 };
 
 }  // namespace rg::smtp

@@ -663,6 +663,30 @@ class Signals(unittest.TestCase):
                 s.login("alice", PW)
             self.assertTrue(gw.daemons["smtpd"].running())
 
+    def test_sd_notify_ready_status_stopping(self):
+        # Type=notify: READY=1 once the listeners are bound, a STATUS= line, STOPPING=1 on SIGTERM.
+        import socket as so
+        with Gateway({"run_as": {"allow_root": True}}) as gw:
+            path = os.path.join(gw.dir, "notify.sock")
+            sock = so.socket(so.AF_UNIX, so.SOCK_DGRAM)
+            sock.bind(path)
+            sock.settimeout(10)
+            os.environ["NOTIFY_SOCKET"] = path
+            try:
+                for daemon in ("smtpd", "pop3d"):
+                    with self.subTest(daemon=daemon):
+                        gw.start(daemon)
+                        got = []
+                        while not any("READY=1" in m for m in got) or not any("STATUS=" in m for m in got):
+                            got.append(sock.recv(4096).decode())
+                        gw.stop(daemon)
+                        while not any("STOPPING=1" in m for m in got):
+                            got.append(sock.recv(4096).decode())
+                        self.assertTrue(any("sessions=" in m for m in got), got)
+            finally:
+                del os.environ["NOTIFY_SOCKET"]
+                sock.close()
+
     def test_sigterm_lets_data_finish_and_exits_cleanly(self):
         import signal as sig
         with Gateway({"run_as": {"allow_root": True}}) as gw:
