@@ -252,6 +252,26 @@ $s->quit;
         self.assertIn(b"OK ", p.stdout)
 
 
+class DigestMd5(SmtpBase):
+    """DIGEST-MD5 (RFC 2831; off by default, RFC 6331) with curl when enabled in the config."""
+    overrides = {"auth": {"digest_md5": True}}
+
+    def test_curl_digest_md5(self):
+        curl = tool("curl")
+        with smtp(self.gw, "relay") as s:
+            s.ehlo("c.test")
+            self.assertIn("DIGEST-MD5", s.esmtp_features.get("auth", ""))
+        msg = b"From: bob@example.test\r\nSubject: digest\r\n\r\nvia DIGEST-MD5\r\n"
+        url = "smtp://127.0.0.1:%d" % self.gw.port("smtpd", mode="relay")
+        for user, pw, ok in (("bob", LEGACY_PW, True), ("bob", "wrong", False)):
+            with self.subTest(ok=ok):
+                p = run([curl, "-sS", "--max-time", "20", url, "--login-options", "AUTH=DIGEST-MD5",
+                         "--user", "%s:%s" % (user, pw), "--mail-from", "bob@example.test",
+                         "--mail-rcpt", "far@remote.test", "-T", "-"], input=msg)
+                self.assertEqual(p.returncode == 0, ok, p.stderr.decode())
+        self.assertIn("mech=DIGEST-MD5 outcome=ok user=bob", self.gw.log("smtpd"))
+
+
 class RelayPolicy(SmtpBase):
     """POP-before-SMTP grants, the relay decision per RCPT, and routing tricks."""
     daemons = ("smtpd", "pop3d")
