@@ -1,0 +1,119 @@
+// The one main() both daemons run: options, config, bind, drop root, sd_notify, SIGHUP reload
+// and SIGTERM drain. Server must offer: Server(io_context&, Config), start(), stop(),
+// awaitable<bool> drain(limit), reload(Config), `cfg` and `limiter`.
+#pragma once
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <string>
+
+#include "shared/config.h"
+#include "shared/daemon.h"
+#include "shared/log.h"
+
+namespace rg::daemon {
+
+struct MainOptions {
+  const char* program;                // "relaygate-smtpd"
+  const char* log_name;               // "smtpd"
+  std::chrono::milliseconds drain_limit;  // what SIGTERM waits for live sessions
+  size_t (*listener_count)(const config::Config&);
+};
+
+namespace detail {
+template <class Server>
+void wait_for_hangup(boost::asio::signal_set& hup, Server& server, const std::string& config_file) {
+  hup.async_wait([&hup, &server, &config_file](const boost::system::error_code& ec, int) {
+    if (ec) return;  // cancelled at shutdown
+    notify("RELOADING=1");
+    try {
+      server.reload(config::load_or_defaults(config_file));
+    } catch (const std::exception& e) {
+      // The running config and certificate stay in force.
+      log::error().kv("event", "reload").kv("outcome", "failed").kv("error", e.what());
+    }
+    notify("READY=1");
+    wait_for_hangup(hup, server, config_file);
+  });
+}
+}  // namespace detail
+
+template <class Server>
+int run_main(int argc, char** argv, const MainOptions& opt) {
+  log::set_program(opt.log_name);
+  std::string config_file;
+  bool check_only = false;
+  bool allow_root = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--config" && i + 1 < argc) {
+      config_file = argv[++i];
+    } else if (a.rfind("--config=", 0) == 0) {
+      config_file = a.substr(9);
+    } else if (a == "--check-config") {
+      check_only = true;
+    } else if (a == "--allow-root") {
+      allow_root = true;  // explicit permission to keep running as uid 0 (run_as.allow_root)
+    } else {
+      std::cerr << "usage: " << opt.program << " [--config FILE] [--check-config] [--allow-root]\n";
+      return 2;
+    }
+  }
+  try {
+    config::Config cfg = config::load_or_defaults(config_file);
+    cfg.run_as.allow_root = cfg.run_as.allow_root || allow_root;
+    if (check_only) {
+      std::cout << (config_file.empty() ? "embedded defaults" : config_file) << ": ok\n";
+      return 0;
+    }
+    std::signal(SIGPIPE, SIG_IGN);
+    boost::asio::io_context io(1);
+    Server server(io, std::move(cfg));
+    server.start();
+    // Ports are bound (25/110 need root or CAP_NET_BIND_SERVICE): now give up root.
+    const std::string identity = drop_privileges(server.cfg.run_as.user, server.cfg.run_as.group, server.cfg.run_as.allow_root);
+    bool forced = false;
+    boost::asio::signal_set hup(io, SIGHUP);
+    detail::wait_for_hangup(hup, server, config_file);
+    boost::asio::signal_set signals(io, SIGTERM, SIGINT);
+    signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+      if (ec) return;
+      log::info().kv("event", "stopping").kv("signal", strsignal(sig)).kv("sessions", server.limiter.total());
+      notify("STOPPING=1");
+      hup.cancel();
+      server.stop();
+      // Sessions end once their connection is closed (busy ones after their transaction);
+      // io.run() then returns with no coroutine left that could outlive the Server.
+      boost::asio::co_spawn(io, server.drain(opt.drain_limit), [&](std::exception_ptr, bool clean) {
+        if (!clean) {
+          forced = true;
+          io.stop();
+        }
+      });
+    });
+    log::info().kv("event", "started").kv("database", server.cfg.database.string()).kv("running_as", identity);
+    notify("READY=1\nSTATUS=listening on " + std::to_string(opt.listener_count(server.cfg)) + " ports");
+    io.run();
+    if (forced) {
+      // Suspended sessions still refer to the Server: skip destructors rather than run them in
+      // the wrong order. Acknowledged mail is fsync'd and POP3 deletes only at QUIT.
+      log::warn().kv("event", "stopped").kv("outcome", "forced").kv("sessions", server.limiter.total());
+      std::fflush(nullptr);
+      std::_Exit(1);
+    }
+    log::info().kv("event", "stopped").kv("outcome", "clean");
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << opt.program << ": " << e.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace rg::daemon
