@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <random>
 #include <system_error>
 
@@ -175,7 +176,18 @@ std::vector<Entry> Maildir::scan() const {
   return out;
 }
 
-fs::path Maildir::deliver(const std::vector<std::string_view>& pieces) const {
+namespace {
+
+bool has_token(const fs::path& dir, const std::string& needle) {
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (it->path().filename().string().find(needle) != std::string::npos) return true;
+  if (ec && ec != std::errc::no_such_file_or_directory) fail(ec.value(), "cannot list", dir);
+  return false;
+}
+
+// tmp/ (O_EXCL) → write → fsync → rename into new/ → fsync new/, under the name base + sizes.
+fs::path write_message(const fs::path& dir, const std::string& base, const std::vector<std::string_view>& pieces) {
   // Sizes over the concatenation, without copying: the last byte carries across pieces.
   uint64_t bytes = 0, wire = 0;
   char last = '\n';
@@ -187,10 +199,9 @@ fs::path Maildir::deliver(const std::vector<std::string_view>& pieces) const {
     }
   }
   if (bytes != 0 && last != '\n') wire += 2;
-  std::string base = unique_base();
   std::string name = base + ",S=" + std::to_string(bytes) + ",W=" + std::to_string(wire);
-  fs::path tmp = dir_ / "tmp" / name;
-  fs::path dst = dir_ / "new" / name;
+  fs::path tmp = dir / "tmp" / name;
+  fs::path dst = dir / "new" / name;
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) fail(errno, "cannot create", tmp);
   try {
@@ -206,12 +217,30 @@ fs::path Maildir::deliver(const std::vector<std::string_view>& pieces) const {
     throw;
   }
   try {
-    fsutil::fsync_dir(dir_ / "new");
+    fsutil::fsync_dir(dir / "new");
   } catch (...) {
     ::unlink(dst.c_str());  // not durable: do not acknowledge, and do not leave it to be delivered twice
     throw;
   }
   return dst;
+}
+
+}  // namespace
+
+fs::path Maildir::deliver(const std::vector<std::string_view>& pieces) const {
+  return write_message(dir_, unique_base(), pieces);
+}
+
+std::optional<fs::path> Maildir::deliver_once(const std::string& token, const std::vector<std::string_view>& pieces) const {
+  const std::string needle = "." + token + ".";
+  if (has_token(dir_ / "new", needle) || has_token(dir_ / "cur", needle)) return std::nullopt;
+  static const std::string host = host_part();
+  const std::string base = std::to_string(std::time(nullptr)) + "." + token + "." + host;
+  // A leftover in tmp/ from an attempt cut short in the same second would block O_EXCL.
+  std::error_code ec;
+  for (fs::directory_iterator it(dir_ / "tmp", ec), end; !ec && it != end; it.increment(ec))
+    if (it->path().filename().string().rfind(base + ",", 0) == 0) ::unlink(it->path().c_str());
+  return write_message(dir_, base, pieces);
 }
 
 fs::path Maildir::mark_seen(const Entry& e) const {

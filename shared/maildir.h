@@ -55,6 +55,10 @@ class Maildir {
   // Writes one message made of `pieces` durably (see the file comment) and returns its path.
   // Throws std::system_error; on any error no file is left in tmp/ or new/.
   fs::path deliver(const std::vector<std::string_view>& pieces) const;
+  // Idempotent delivery for work that may be redone after a crash (bounces): the file name
+  // carries `token` ("<time>.<token>.<host>,S=..,W=.."); returns nullopt without writing when
+  // a message with that token is already in new/ or cur/.
+  std::optional<fs::path> deliver_once(const std::string& token, const std::vector<std::string_view>& pieces) const;
   // Adds the Seen flag: new/X → cur/X:2,S, cur/X:2,F → cur/X:2,FS. Returns the new path.
   fs::path mark_seen(const Entry& e) const;
 

@@ -15,30 +15,6 @@
 namespace rg::smtp::queue {
 namespace {
 
-[[noreturn]] void fail(int err, const std::string& what, const fs::path& p) {
-  throw std::system_error(err, std::generic_category(), what + " " + p.string());
-}
-
-std::string host_part() {
-  char buf[256] = {};
-  gethostname(buf, sizeof buf - 1);
-  std::string h;
-  for (char* p = buf; *p; ++p) h += (*p == '/' || *p == ':' || *p == ',') ? '_' : *p;
-  return h.empty() ? "localhost" : h;
-}
-
-bool has_token(const fs::path& dir, const std::string& needle) {
-  std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
-    if (it->path().filename().string().find(needle) != std::string::npos) return true;
-  if (ec && ec != std::errc::no_such_file_or_directory) fail(ec.value(), "cannot list", dir);
-  return false;
-}
-
-}  // namespace
-
-namespace {
-
 Loaded load_locked(const spool::Spool& spool, const std::string& id, int64_t now);
 
 }  // namespace
@@ -101,48 +77,7 @@ bool deliver_local_once(const fs::path& maildir_root, const std::string& user, c
                         std::string_view message) {
   maildir::Maildir md(maildir_root, user);
   md.ensure();
-  const fs::path dir = md.path();
-  const std::string needle = "." + token + ".";
-  if (has_token(dir / "new", needle) || has_token(dir / "cur", needle)) return false;
-  uint64_t wire = 0;
-  char last = '\n';
-  for (char c : message) {
-    wire += (c == '\n' && last != '\r') ? 2 : 1;
-    last = c;
-  }
-  if (!message.empty() && last != '\n') wire += 2;
-  const std::string name = std::to_string(std::time(nullptr)) + "." + token + "." + host_part() +
-                           ",S=" + std::to_string(message.size()) + ",W=" + std::to_string(wire);
-  const fs::path tmp = dir / "tmp" / name;
-  const fs::path dst = dir / "new" / name;
-  ::unlink(tmp.c_str());  // a leftover of an earlier try with the same second
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) fail(errno, "cannot create", tmp);
-  try {
-    std::string_view rest = message;
-    while (!rest.empty()) {
-      ssize_t n = ::write(fd, rest.data(), rest.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) fail(errno, "cannot write", tmp);
-      rest.remove_prefix(static_cast<size_t>(n));
-    }
-    if (::fsync(fd) != 0) fail(errno, "cannot fsync", tmp);
-    int rc = ::close(fd);
-    fd = -1;
-    if (rc != 0) fail(errno, "cannot close", tmp);
-    if (::rename(tmp.c_str(), dst.c_str()) != 0) fail(errno, "cannot rename into", dst);
-  } catch (...) {
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  try {
-    fsutil::fsync_dir(dir / "new");
-  } catch (...) {
-    ::unlink(dst.c_str());
-    throw;
-  }
-  return true;
+  return md.deliver_once(token, {message}).has_value();
 }
 
 Persisted persist(const spool::Spool& spool, const fs::path& maildir_root, const Plan& plan) {

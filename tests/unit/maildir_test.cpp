@@ -195,6 +195,23 @@ TEST_F(MaildirStore, EnsureCreatesFolders) {
   EXPECT_EQ(fs::status(root_ / "alice" / "new").permissions() & fs::perms::all, fs::perms::owner_all);
 }
 
+// Bounces may be redone after a crash: the token makes the second delivery a no-op, also
+// after the first copy was read (moved to cur/), and a stale tmp/ leftover does not block it.
+TEST_F(MaildirStore, DeliverOnceIsIdempotentPerToken) {
+  Maildir md(root_, "alice");
+  md.ensure();
+  auto first = md.deliver_once("QID1R1", {"Subject: bounce\r\n\r\nbody\r\n"});
+  ASSERT_TRUE(first);
+  EXPECT_EQ(slurp(*first), "Subject: bounce\r\n\r\nbody\r\n");
+  EXPECT_FALSE(md.deliver_once("QID1R1", {"again"}));
+  auto entries = md.scan();
+  ASSERT_EQ(entries.size(), 1u);
+  md.mark_seen(entries[0]);
+  EXPECT_FALSE(md.deliver_once("QID1R1", {"again"}));
+  EXPECT_TRUE(md.deliver_once("QID1R2", {"other"}));
+  EXPECT_EQ(md.scan().size(), 2u);
+}
+
 TEST_F(MaildirStore, DeliverScanMarkSeenRoundTrip) {
   Maildir md(root_, "alice");
   md.ensure();
