@@ -140,18 +140,6 @@ void Server::reload(config::Config fresh) {
   log::info().kv("event", "reload").kv("outcome", "ok").kv("config", cfg.file.string());
 }
 
-asio::awaitable<bool> Server::drain(std::chrono::milliseconds limit) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  asio::steady_timer poll(io);
-  // Sessions may be waiting for a password hash or a failed-login delay: those end by themselves.
-  while (!streams_.empty() || limiter.total() > 0) {
-    if (std::chrono::steady_clock::now() >= deadline) co_return false;
-    poll.expires_after(std::chrono::milliseconds(20));
-    co_await poll.async_wait(asio::as_tuple(asio::use_awaitable));
-  }
-  co_return true;
-}
-
 asio::awaitable<void> Server::accept(size_t index) {
   const config::Listener listener = cfg.pop3d.listen[index];
   for (;;) {

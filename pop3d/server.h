@@ -65,9 +65,9 @@ class Server {
   // Listener, database, Maildir and status-file changes are logged as needing a restart.
   // Throws (keeping everything as it was) if the new certificate cannot be loaded.
   void reload(config::Config fresh);
-  // After stop(): true once every session has ended, false if some are still running after
-  // `limit` (the caller then exits without running the sessions' destructors).
-  boost::asio::awaitable<bool> drain(std::chrono::milliseconds limit);
+  // After stop(): true once every session has ended (daemon_main polls this to drain).
+  // Sessions may still be waiting for a password hash or a failed-login delay.
+  bool idle() const { return streams_.empty() && limiter.total() == 0; }
 
   // Sessions register their stream for their lifetime, so that stop() can close it.
   void track(net::Stream& stream) { streams_.insert(&stream); }

@@ -1,11 +1,15 @@
 // The one main() both daemons run: options, config, bind, drop root, sd_notify, SIGHUP reload
 // and SIGTERM drain. Server must offer: Server(io_context&, Config), start(), stop(),
-// awaitable<bool> drain(limit), reload(Config), `cfg` and `limiter`.
+// bool idle() (every session ended), reload(Config), `cfg` and `limiter`.
 #pragma once
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -28,6 +32,19 @@ struct MainOptions {
 };
 
 namespace detail {
+// After stop(): polls server.idle() until true (returns true) or `limit` passed (false).
+template <class Server>
+boost::asio::awaitable<bool> drain(Server& server, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  boost::asio::steady_timer poll(co_await boost::asio::this_coro::executor);
+  while (!server.idle()) {
+    if (std::chrono::steady_clock::now() >= deadline) co_return false;
+    poll.expires_after(std::chrono::milliseconds(20));
+    co_await poll.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+  }
+  co_return true;
+}
+
 template <class Server>
 void wait_for_hangup(boost::asio::signal_set& hup, Server& server, const std::string& config_file) {
   hup.async_wait([&hup, &server, &config_file](const boost::system::error_code& ec, int) {
@@ -91,7 +108,7 @@ int run_main(int argc, char** argv, const MainOptions& opt) {
       server.stop();
       // Sessions end once their connection is closed (busy ones after their transaction);
       // io.run() then returns with no coroutine left that could outlive the Server.
-      boost::asio::co_spawn(io, server.drain(opt.drain_limit), [&](std::exception_ptr, bool clean) {
+      boost::asio::co_spawn(io, detail::drain(server, opt.drain_limit), [&](std::exception_ptr, bool clean) {
         if (!clean) {
           forced = true;
           io.stop();

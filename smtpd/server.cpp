@@ -95,16 +95,9 @@ void Server::stop() {
   for (Drainable* d : live) d->stop_if_idle();
 }
 
-asio::awaitable<bool> Server::drain(std::chrono::milliseconds limit) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  asio::steady_timer poll(io);
+bool Server::idle() const {
   // Deliveries to the smarthost under way finish too (the runner stopped starting new ones).
-  while (!sessions_.empty() || limiter.total() > 0 || (queue && queue->active() > 0)) {
-    if (std::chrono::steady_clock::now() >= deadline) co_return false;
-    poll.expires_after(std::chrono::milliseconds(20));
-    co_await poll.async_wait(asio::as_tuple(asio::use_awaitable));
-  }
-  co_return true;
+  return sessions_.empty() && limiter.total() == 0 && !(queue && queue->active() > 0);
 }
 
 namespace {

@@ -40,11 +40,12 @@ class Server {
   Server(boost::asio::io_context& io, config::Config cfg);
   ~Server();
   void start();  // binds every listener (throws naming address:port) and accepts
-  // Stops accepting and ends idle sessions; busy ones end after their transaction (drain()).
+  // Stops accepting and ends idle sessions; busy ones end after their transaction.
   void stop();
   bool stopping() const { return stopping_; }
-  // Waits until every session has ended or `limit` passed; false if sessions were left.
-  boost::asio::awaitable<bool> drain(std::chrono::milliseconds limit);
+  // After stop(): true once every session and every smarthost delivery has ended
+  // (daemon_main polls this to drain).
+  bool idle() const;
   // SIGHUP: new TLS context and settings from `fresh` for new sessions and commands; live
   // sessions go on. Throws (keeping everything as it was) if the certificate cannot be loaded.
   void reload(config::Config fresh);
