@@ -12,6 +12,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 
@@ -101,10 +102,13 @@ class Session {
   bool stls_available() const {
     return !stream_.is_tls() && (listener_.tls == config::TlsMode::StartTls || listener_.tls == config::TlsMode::Required);
   }
-  bool mechanism_usable(const sasl::Mechanism& m) const {
-    if (m.plaintext() && !plaintext_ok()) return false;
-    if (m.name() == "DIGEST-MD5" && !srv_.cfg.auth.digest_md5) return false;
-    return true;
+  // auth.mechanisms / auth.mechanisms_without_tls: what CAPA lists is exactly what AUTH accepts.
+  std::vector<std::string> offered_mechanisms() const {
+    return config::sasl_mechanisms(srv_.cfg, listener_, stream_.is_tls());
+  }
+  bool mechanism_offered(std::string_view name) const {
+    const auto offered = offered_mechanisms();
+    return std::find(offered.begin(), offered.end(), name) != offered.end();
   }
   std::string usable_mechanisms() const;
   sasl::Context sasl_context() const { return {srv_.cfg.hostname, "pop", ""}; }
@@ -203,20 +207,9 @@ std::vector<std::string_view> split_args(std::string_view args) {
   return out;
 }
 
-// Advertised like smtpd's EHLO: where PLAIN/LOGIN are usable every user can log in with them,
-// so only they are offered (fetchmail and Net::* clients pick the "strongest" advertised
-// mechanism, and CRAM-MD5 works only for legacy users); CRAM-MD5 where the password would
-// otherwise cross in clear. Every mechanism stays accepted when a client asks for it.
 std::string Session::usable_mechanisms() const {
   std::string out;
-  const bool plain_usable = plaintext_ok();
-  for (auto name : sasl::kMechanismNames) {
-    auto m = sasl::make_mechanism(name, sasl_context());
-    if (m && mechanism_usable(*m) && m->plaintext() == plain_usable) {
-      if (!out.empty()) out += ' ';
-      out += name;
-    }
-  }
+  for (const auto& name : offered_mechanisms()) out += (out.empty() ? "" : " ") + name;
   return out;
 }
 
@@ -458,9 +451,14 @@ asio::awaitable<void> Session::cmd_auth(std::string_view args) {
   }
   if (a.size() > 2) co_return bad_command("Usage: AUTH mechanism [initial-response]");
   auto mech = sasl::make_mechanism(a[0], sasl_context());
-  if (!mech || (mech->name() == "DIGEST-MD5" && !srv_.cfg.auth.digest_md5))
+  if (tls_required_now()) co_return err("[AUTH] TLS required: use STLS first");
+  if (!mech || !mechanism_offered(mech->name())) {
+    const auto with_tls = config::sasl_mechanisms(srv_.cfg, listener_, true);
+    if (mech && !stream_.is_tls() && std::find(with_tls.begin(), with_tls.end(), mech->name()) != with_tls.end())
+      co_return err(mech->plaintext() ? "[AUTH] Plaintext authentication disallowed without TLS"
+                                      : "[AUTH] This mechanism needs TLS: use STLS first");
     co_return bad_command("Unsupported authentication mechanism");
-  if (auth_refused_before_tls(mech->plaintext())) co_return;
+  }
   const std::string mech_name(mech->name());
 
   std::optional<std::string> initial;

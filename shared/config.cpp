@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -144,6 +145,20 @@ void read_listeners(ObjectReader& parent, const std::string& key, std::vector<Li
   }
 }
 
+// An ordered list of distinct SASL mechanism names (case-insensitive in the file, upper case after).
+void read_mechanisms(ObjectReader& r, const std::string& key, std::vector<std::string>& out) {
+  r.get_string_list(key, out);
+  for (size_t i = 0; i < out.size(); ++i) {
+    std::string& m = out[i];
+    for (auto& ch : m) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    const std::string at = r.key_path(key) + "[" + std::to_string(i) + "]";
+    if (std::find(std::begin(kSaslMechanisms), std::end(kSaslMechanisms), m) == std::end(kSaslMechanisms))
+      r.fail(at, "expected one of \"PLAIN\" \"LOGIN\" \"CRAM-MD5\" \"DIGEST-MD5\"", json(m));
+    if (std::find(out.begin(), out.begin() + static_cast<long>(i), m) != out.begin() + static_cast<long>(i))
+      r.fail(at, "listed twice", json(m));
+  }
+}
+
 std::string system_hostname() {
   char buf[256] = {};
   if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
@@ -204,6 +219,9 @@ Config parse(const std::string& text, const fs::path& name, const fs::path& base
     ObjectReader t(*v, "tls", file);
     t.get_path("certificate", c.tls.certificate, base_dir);
     t.get_path("private_key", c.tls.private_key, base_dir);
+    const Config d = defaults(base_dir);
+    c.tls.generate_self_signed = c.tls.certificate == d.tls.certificate && c.tls.private_key == d.tls.private_key;
+    t.get_bool("generate_self_signed", c.tls.generate_self_signed);
     t.finish();
   }
   if (const json* v = r.find("grants")) {
@@ -215,8 +233,19 @@ Config parse(const std::string& text, const fs::path& name, const fs::path& base
   if (const json* v = r.find("auth")) {
     ObjectReader a(*v, "auth", file);
     a.get_bool("allow_plaintext_without_tls", c.auth.allow_plaintext_without_tls);
-    a.get_bool("digest_md5", c.auth.digest_md5);
+    if (const json* d = a.find("digest_md5"))
+      a.fail("auth.digest_md5", "replaced by listing \"DIGEST-MD5\" in auth.mechanisms", *d);
     a.get_int("failure_delay_max_ms", c.auth.failure_delay_max_ms, 0, 60000);
+    read_mechanisms(a, "mechanisms", c.auth.mechanisms);
+    if (a.find("mechanisms_without_tls") != nullptr) {
+      c.auth.mechanisms_without_tls.emplace();
+      read_mechanisms(a, "mechanisms_without_tls", *c.auth.mechanisms_without_tls);
+      if (!c.auth.allow_plaintext_without_tls)
+        for (const auto& m : *c.auth.mechanisms_without_tls)
+          if (m == "PLAIN" || m == "LOGIN")
+            throw ConfigError(file + ": auth.mechanisms_without_tls: " + m +
+                              " sends the password in clear; it needs auth.allow_plaintext_without_tls");
+    }
     a.finish();
   }
   if (const json* v = r.find("pop3d")) {
@@ -309,6 +338,14 @@ Config load(const fs::path& file) {
 
 Config load_or_defaults(const fs::path& file) {
   return file.empty() ? defaults(fs::current_path()) : load(file);
+}
+
+std::vector<std::string> sasl_mechanisms(const Config& cfg, const Listener& listener, bool tls_active) {
+  if (tls_active) return cfg.auth.mechanisms;
+  if (cfg.auth.mechanisms_without_tls) return *cfg.auth.mechanisms_without_tls;
+  if (listener.mode != SmtpMode::Relay) return {};
+  if (cfg.auth.allow_plaintext_without_tls) return {"PLAIN", "LOGIN"};
+  return {"CRAM-MD5"};
 }
 
 const char* to_string(TlsMode m) {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -31,8 +32,11 @@ struct Listener {
 };
 
 struct Tls {
-  fs::path certificate;  // generated self-signed on first start when both files are missing
+  fs::path certificate;
   fs::path private_key;
+  // Make a self-signed pair when both files are missing. Default: only while both paths are the
+  // embedded defaults, so a typo in a configured path is an error, never a silent new certificate.
+  bool generate_self_signed = true;
 };
 
 struct Grants {
@@ -40,10 +44,19 @@ struct Grants {
   int64_t status_interval_seconds = 60;       // purge + status rewrite period (DESIGN: ≤ 1 min)
 };
 
+// SASL mechanism names the administrator may list (RFC 4616, RFC 4954 LOGIN, RFC 2195, RFC 2831).
+inline constexpr const char* kSaslMechanisms[] = {"PLAIN", "LOGIN", "CRAM-MD5", "DIGEST-MD5"};
+
 struct Auth {
   bool allow_plaintext_without_tls = false;   // USER/PASS, PLAIN, LOGIN outside TLS
-  bool digest_md5 = false;                    // RFC 6331 made it historic: off by default
   int64_t failure_delay_max_ms = 5000;        // cap of the escalating failed-login delay
+  // SASL mechanisms offered (EHLO AUTH, POP3 CAPA SASL) and accepted, in this order, once TLS is
+  // active; others get 504 / -ERR. DIGEST-MD5 (historic, RFC 6331) only when listed.
+  std::vector<std::string> mechanisms = {"PLAIN", "LOGIN"};
+  // The same before TLS. Unset: nothing on submission listeners (RFC 8314: a submission port is
+  // for clients that use TLS; a sniffed CRAM-MD5 exchange can be cracked offline); on relay
+  // listeners and POP3 PLAIN LOGIN where plaintext is allowed, else CRAM-MD5.
+  std::optional<std::vector<std::string>> mechanisms_without_tls;
 };
 
 struct Pop3d {
@@ -134,6 +147,9 @@ Config parse(const std::string& text, const fs::path& name, const fs::path& base
 
 // Loads `file`, or the embedded defaults relative to the working directory when empty.
 Config load_or_defaults(const fs::path& file);
+
+// The SASL mechanisms a session on `listener` offers and accepts, with or without TLS active.
+std::vector<std::string> sasl_mechanisms(const Config& cfg, const Listener& listener, bool tls_active);
 
 const char* to_string(TlsMode);
 const char* to_string(SmtpMode);

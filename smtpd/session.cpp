@@ -13,6 +13,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <ctime>
@@ -138,6 +139,9 @@ class Session final : public Drainable {
   bool plaintext_ok() const { return stream_.is_tls() || srv_.cfg.auth.allow_plaintext_without_tls; }
   bool submission() const { return listener_.mode != config::SmtpMode::Relay; }
   sasl::Context sasl_context() const { return {srv_.cfg.hostname, "smtp", ""}; }
+  std::vector<std::string> offered_mechanisms() const {
+    return config::sasl_mechanisms(srv_.cfg, listener_, stream_.is_tls());
+  }
   std::string advertised_mechanisms() const;
   bool is_local_domain(const Mailbox& m) const {
     if (m.literal) return false;
@@ -208,20 +212,11 @@ const Session::Command Session::kCommands[] = {
     {"QUIT", &Session::cmd_quit, kBeforeTls},
 };
 
-// Where PLAIN/LOGIN are usable every user can log in with them, so only they are offered:
-// clients such as Perl Net::SMTP pick the "strongest" advertised mechanism, and CRAM-MD5 works
-// only for users with a legacy secret. Challenge-response mechanisms are advertised where the
-// password would otherwise cross in clear, and accepted everywhere when a client asks for them.
+// The administrator's ordered list for this listener and TLS state (auth.mechanisms,
+// auth.mechanisms_without_tls): what EHLO advertises is exactly what AUTH accepts.
 std::string Session::advertised_mechanisms() const {
   std::string out;
-  const bool plain_usable = plaintext_ok();
-  for (auto name : sasl::kMechanismNames) {
-    auto m = sasl::make_mechanism(name, sasl_context());
-    if (!m || m->plaintext() != plain_usable) continue;
-    if (m->name() == "DIGEST-MD5" && !srv_.cfg.auth.digest_md5) continue;
-    if (!out.empty()) out += ' ';
-    out += name;
-  }
+  for (const auto& name : offered_mechanisms()) out += (out.empty() ? "" : " ") + name;
   return out;
 }
 
@@ -431,13 +426,18 @@ asio::awaitable<void> Session::cmd_auth(std::string_view args) {
     co_return reply(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
   }
   auto mech = sasl::make_mechanism(mech_name, sasl_context());
-  if (!mech || (mech->name() == "DIGEST-MD5" && !srv_.cfg.auth.digest_md5)) {
+  const auto offered = offered_mechanisms();
+  if (!mech) {
     count("auth", false);
     co_return reply(504, "5.5.4", "Unrecognized authentication type");
   }
-  if (mech->plaintext() && !plaintext_ok()) {
+  if (std::find(offered.begin(), offered.end(), mech->name()) == offered.end()) {
     count("auth", false);
-    co_return reply(538, "5.7.11", "Encryption required for requested authentication mechanism");
+    // RFC 4954 §6: 538 when the mechanism would be allowed once TLS is active.
+    const auto with_tls = config::sasl_mechanisms(srv_.cfg, listener_, true);
+    if (!stream_.is_tls() && std::find(with_tls.begin(), with_tls.end(), mech->name()) != with_tls.end())
+      co_return reply(538, "5.7.11", "Encryption required for requested authentication mechanism");
+    co_return reply(504, "5.5.4", "Unrecognized authentication type");
   }
   const std::string mname(mech->name());
   std::optional<std::string> initial;
