@@ -1,13 +1,18 @@
 // Strict JSON config reader: walks each object once, marks the keys it knows and reports
 // the first unknown key or wrong type with its full path (e.g. `smtpd.listen[1].port`).
+// `//` and `/* */` comments are allowed; a key given twice in one object is an error (JSON
+// parsers disagree on which one wins, so the file would not say what it seems to say).
 #include "shared/config.h"
 
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -17,6 +22,97 @@ namespace rg::config {
 namespace {
 
 using json = nlohmann::json;
+
+// Unknown keys within this edit distance of a known key get a "did you mean" hint.
+constexpr size_t kMaxSuggestionDistance = 2;
+
+std::string lower(std::string s) {
+  for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return s;
+}
+
+// Optimal string alignment distance (Levenshtein plus adjacent transpositions): a typo such as
+// "prot" for "port" is one edit, not two.
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i)
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  return d[a.size()][b.size()];
+}
+
+// The known key closest to `key` (case-insensitive), if it is close enough to be a typo. Short
+// keys allow fewer edits, so "tls" never suggests "ttl".
+std::optional<std::string> nearest_key(const std::string& key, const std::set<std::string>& known) {
+  const size_t limit = std::min(kMaxSuggestionDistance, std::max<size_t>(1, key.size() / 3));
+  std::optional<std::string> best;
+  size_t best_d = limit + 1;
+  for (const auto& k : known) {
+    const size_t d = edit_distance(lower(key), lower(k));
+    if (d < best_d) {
+      best_d = d;
+      best = k;
+    }
+  }
+  return best;
+}
+
+// Parses JSON with comments and rejects a key given twice in one object (nlohmann keeps the last
+// one silently). The callback sees the keys of each object between its start and end events.
+json parse_strict(const std::string& text, const std::string& file) {
+  struct Frame {
+    bool array = false;
+    std::string path;            // key path of this object or array ("" at the top level)
+    size_t index = 0;            // arrays: index of the next element
+    std::set<std::string> keys;  // objects: keys seen so far
+    std::string key;             // objects: the key whose value comes next
+  };
+  std::vector<Frame> stack;
+  // Key path of the value that starts now, from its parent frame.
+  auto child_path = [&stack]() -> std::string {
+    if (stack.empty()) return "";
+    const Frame& p = stack.back();
+    if (p.array) return p.path + "[" + std::to_string(p.index) + "]";
+    return p.path.empty() ? p.key : p.path + "." + p.key;
+  };
+  auto element_done = [&stack]() {
+    if (!stack.empty() && stack.back().array) ++stack.back().index;
+  };
+  json::parser_callback_t cb = [&](int, json::parse_event_t event, json& parsed) {
+    switch (event) {
+      case json::parse_event_t::object_start:
+      case json::parse_event_t::array_start: {
+        Frame f;
+        f.array = event == json::parse_event_t::array_start;
+        f.path = child_path();
+        stack.push_back(std::move(f));
+        break;
+      }
+      case json::parse_event_t::object_end:
+      case json::parse_event_t::array_end:
+        if (!stack.empty()) stack.pop_back();
+        element_done();
+        break;
+      case json::parse_event_t::key: {
+        Frame& f = stack.back();
+        f.key = parsed.get<std::string>();
+        if (!f.keys.insert(f.key).second)
+          throw ConfigError(file + ": " + (f.path.empty() ? f.key : f.path + "." + f.key) + ": duplicate key");
+        break;
+      }
+      case json::parse_event_t::value:
+        element_done();
+        break;
+    }
+    return true;
+  };
+  return json::parse(text, cb, /*allow_exceptions=*/true, /*ignore_comments=*/true);
+}
 
 std::string describe(const json& v) {
   std::string s = v.dump();
@@ -98,8 +194,11 @@ class ObjectReader {
 
   void finish() const {
     for (auto it = obj_.begin(); it != obj_.end(); ++it)
-      if (!known_.count(it.key()))
-        throw ConfigError(file_ + ": " + key_path(it.key()) + ": unknown key");
+      if (!known_.count(it.key())) {
+        std::string hint;
+        if (auto near = nearest_key(it.key(), known_)) hint = " (did you mean \"" + *near + "\"?)";
+        throw ConfigError(file_ + ": " + key_path(it.key()) + ": unknown key" + hint);
+      }
   }
 
  private:
@@ -196,7 +295,7 @@ Config parse(const std::string& text, const fs::path& name, const fs::path& base
   const std::string file = name.filename().string();
   json root;
   try {
-    root = json::parse(text);
+    root = parse_strict(text, file);
   } catch (const json::parse_error& e) {
     throw ConfigError(file + ": not valid JSON: " + e.what());
   }

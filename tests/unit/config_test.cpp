@@ -69,7 +69,7 @@ TEST(Config, ErrorsNameFileAndKey) {
        "relaygate.json: smtpd.listen[0].port: expected an integer 1-65535, got 65536"},
       {R"({"smtpd": {"listen": [{"address": "127.0.0.1", "port": 0}]}})",
        "relaygate.json: smtpd.listen[0].port: expected an integer 1-65535, got 0"},
-      {R"({"hostnam": "x"})", "relaygate.json: hostnam: unknown key"},
+      {R"({"hostnam": "x"})", "relaygate.json: hostnam: unknown key (did you mean \"hostname\"?)"},
       {R"({"grants": {"ttl": 5}})", "relaygate.json: grants.ttl: unknown key"},
       {R"({"grants": {"ttl_seconds": "5"}})", "relaygate.json: grants.ttl_seconds: expected an integer 1-2592000, got \"5\""},
       {R"({"grants": {"ttl_seconds": 0}})", "relaygate.json: grants.ttl_seconds: expected an integer 1-2592000, got 0"},
@@ -94,6 +94,78 @@ TEST(Config, ErrorsNameFileAndKey) {
       {R"([])", "relaygate.json: (top level): expected an object, got []"},
   };
   for (const auto& c : cases) EXPECT_EQ(error_of(c.text), c.message) << c.text;
+}
+
+TEST(Config, CommentsAreAllowed) {
+  auto c = P(R"(// the office gateway
+    {
+      /* block comment
+         over two lines */
+      "hostname": "mail.example.test",  // trailing comment
+      "grants": { "ttl_seconds": 60 /* inline */ }
+    })");
+  EXPECT_EQ(c.hostname, "mail.example.test");
+  EXPECT_EQ(c.grants.ttl_seconds, 60);
+  // A comment marker inside a string is text, not a comment.
+  EXPECT_EQ(P(R"({"hostname": "a//b.test"})").hostname, "a//b.test");
+}
+
+TEST(Config, DuplicateKeyIsAnErrorAtAnyDepth) {
+  struct Case {
+    const char* text;
+    const char* message;
+  } cases[] = {
+      {R"({"hostname": "a.test", "hostname": "b.test"})", "relaygate.json: hostname: duplicate key"},
+      {R"({"smtpd": {"max_errors": 5, "max_errors": 50}})", "relaygate.json: smtpd.max_errors: duplicate key"},
+      {R"({"smtpd": {"listen": [{"address": "127.0.0.1", "port": 25},
+                                {"address": "127.0.0.1", "port": 26, "port": 27}]}})",
+       "relaygate.json: smtpd.listen[1].port: duplicate key"},
+      {R"({"pop3d": {"listen": [[], {"address": "::1", "tls": "none", "tls": "implicit"}]}})",
+       "relaygate.json: pop3d.listen[1].tls: duplicate key"},
+      {R"({"smtpd": {}, "grants": {}, "smtpd": {}})", "relaygate.json: smtpd: duplicate key"},
+      {R"({"auth": {"mechanisms": ["PLAIN"]}, "x": {"a": {"b": 1, "b": 2}}})", "relaygate.json: x.a.b: duplicate key"},
+  };
+  for (const auto& c : cases) EXPECT_EQ(error_of(c.text), c.message) << c.text;
+}
+
+TEST(Config, SameKeyInDifferentObjectsIsFine) {
+  auto c = P(R"({"smtpd": {"max_connections": 7, "listen": [{"address": "127.0.0.1", "port": 25},
+                                                            {"address": "127.0.0.1", "port": 587, "mode": "submission"}]},
+                 "pop3d": {"max_connections": 8, "listen": [{"address": "127.0.0.1", "port": 110}]},
+                 "queue": {"max_connections": 3}})");
+  EXPECT_EQ(c.smtpd.max_connections, 7);
+  EXPECT_EQ(c.pop3d.max_connections, 8);
+  EXPECT_EQ(c.queue.max_connections, 3);
+  EXPECT_EQ(c.smtpd.listen.at(1).port, 587);
+}
+
+TEST(Config, UnknownKeySuggestsTheNearestKnownKey) {
+  struct Case {
+    const char* text;
+    const char* message;
+  } cases[] = {
+      {R"({"local_domain": ["x.test"]})", "relaygate.json: local_domain: unknown key (did you mean \"local_domains\"?)"},
+      {R"({"Hostname": "x"})", "relaygate.json: Hostname: unknown key (did you mean \"hostname\"?)"},
+      {R"({"smtpd": {"max_erors": 5}})", "relaygate.json: smtpd.max_erors: unknown key (did you mean \"max_errors\"?)"},
+      {R"({"smtpd": {"listen": [{"address": "127.0.0.1", "prot": 25}]}})",
+       "relaygate.json: smtpd.listen[0].prot: unknown key (did you mean \"port\"?)"},
+      {R"({"run_as": {"usr": "mail"}})", "relaygate.json: run_as.usr: unknown key (did you mean \"user\"?)"},
+      // Nothing close: no suggestion (and a short key never matches a distant short one).
+      {R"({"colour": "blue"})", "relaygate.json: colour: unknown key"},
+      {R"({"tls": {"key": "k.pem"}})", "relaygate.json: tls.key: unknown key"},
+      {R"({"grants": {"ttl": 5}})", "relaygate.json: grants.ttl: unknown key"},
+  };
+  for (const auto& c : cases) EXPECT_EQ(error_of(c.text), c.message) << c.text;
+}
+
+// The shipped example (installed as /etc/relaygate/relaygate.json by the package) must load.
+TEST(Config, ExampleFileLoads) {
+  auto c = rg::config::load(RG_EXAMPLE_CONFIG);
+  EXPECT_EQ(c.database, "/var/lib/relaygate/relaygate.db");
+  EXPECT_EQ(c.spool_dir, "/var/spool/relaygate");
+  ASSERT_FALSE(c.smtpd.listen.empty());
+  EXPECT_EQ(c.smtpd.listen.front().port, 25);
+  EXPECT_EQ(c.run_as.user, "relaygate");
 }
 
 TEST(Config, InvalidJsonNamesTheFile) {
