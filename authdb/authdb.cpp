@@ -3,9 +3,11 @@
 // while another process holds the write lock (SQLITE_BUSY / SQLITE_LOCKED).
 #include "authdb/authdb.h"
 
+#include "shared/fsutil.h"
 #include "shared/ip.h"
 
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -48,6 +50,19 @@ const char* const kMigrations[] = {
     "  last_failure_at INTEGER NOT NULL);",
 };
 static_assert(std::size(kMigrations) == AuthDb::kSchemaVersion);
+
+// The database holds password hashes and, for legacy users, password-equivalent secrets: never
+// world-readable. A new file gets this mode before SQLite first opens it, so SQLite gives its
+// -wal and -shm files the same mode (and, running as root, the same owner).
+constexpr unsigned kDatabaseMode = 0640;
+
+// Clears the "other" permission bits of `p` if it is a regular file this process owns (a file
+// created by an older version as 0644). Best effort: a file we cannot fix still opens.
+void strip_world_access(const fs::path& p) {
+  struct stat st {};
+  if (::lstat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid()) return;
+  if ((st.st_mode & S_IRWXO) != 0) ::chmod(p.c_str(), st.st_mode & 07777 & ~static_cast<mode_t>(S_IRWXO));
+}
 
 // Grant keys are canonical IP text; a caller's non-canonical spelling still finds its row.
 std::string grant_key(const std::string& ip) {
@@ -176,6 +191,14 @@ AuthDb::AuthDb(const fs::path& file, OpenMode mode) : file_(file) {
   if (fs::is_directory(file_, ec)) throw Error("database " + file_.string() + ": is a directory");
   if (mode == OpenMode::Create && !fs::exists(file_, ec) && file_.has_parent_path() && !fs::is_directory(file_.parent_path(), ec))
     throw Error("database " + file_.string() + ": folder " + file_.parent_path().string() + " does not exist");
+  if (mode == OpenMode::Create) {
+    try {
+      fsutil::create_file_owned(file_, std::nullopt, kDatabaseMode);
+    } catch (const std::system_error& e) {
+      throw Error("database " + file_.string() + ": " + e.what() + " (check the permissions of its folder)");
+    }
+  }
+  for (const char* suffix : {"", "-wal", "-shm"}) strip_world_access(fs::path(file_.string() + suffix));
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (mode == OpenMode::Create ? SQLITE_OPEN_CREATE : 0);
   sqlite3* raw = nullptr;
   int rc = sqlite3_open_v2(file_.c_str(), &raw, flags, nullptr);

@@ -41,9 +41,9 @@ std::string render_status(const std::vector<Grant>& grants, int64_t now, const s
 }
 
 void write_status_file(const std::filesystem::path& path, const std::vector<Grant>& grants, int64_t now,
-                       const spool::Summary* queue) {
-  if (path.has_parent_path()) fsutil::make_dirs(path.parent_path());
-  fsutil::atomic_write(path, render_status(grants, now, queue), 0644);
+                       const spool::Summary* queue, const std::optional<fsutil::Owner>& owner) {
+  if (path.has_parent_path()) fsutil::create_directories_owned(path.parent_path(), owner);
+  fsutil::atomic_write(path, render_status(grants, now, queue), 0644, owner);
 }
 
 }  // namespace rg::authdb

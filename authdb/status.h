@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "authdb/authdb.h"
+#include "shared/fsutil.h"
 #include "shared/spool.h"
 
 namespace rg::authdb {
@@ -17,7 +18,10 @@ std::string iso8601(int64_t unix_seconds);  // "2026-11-26T03:34:34Z"
 // With `queue`, adds {"queue": {"count": N, "oldest_age_seconds": S or null}} (issue 5).
 std::string render_status(const std::vector<Grant>& grants, int64_t now, const spool::Summary* queue = nullptr);
 // Renders and atomically replaces `path` (temp file, fsync, rename, fsync of the folder).
+// With `owner` (root writing for the service user), the file and any folder made for it are
+// owned by it, so the daemons can replace the file later.
 void write_status_file(const std::filesystem::path& path, const std::vector<Grant>& grants, int64_t now,
-                       const spool::Summary* queue = nullptr);
+                       const spool::Summary* queue = nullptr,
+                       const std::optional<fsutil::Owner>& owner = std::nullopt);
 
 }  // namespace rg::authdb

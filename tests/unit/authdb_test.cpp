@@ -264,6 +264,39 @@ TEST(AuthDbFiles, NewerSchemaIsRefused) {
 }
 
 // Root ignores file modes, so the read-only probe runs as an unprivileged uid then.
+// The file holds password hashes and legacy secrets: never world-readable, whoever created it.
+TEST(AuthDbFiles, NewFileAndItsWalAreNotWorldReadable) {
+  TempDir dir;
+  fs::path file = dir / "new.db";
+  const mode_t old_umask = umask(022);
+  {
+    AuthDb db(file, OpenMode::Create);
+    ASSERT_TRUE(db.add_user("alice", "$y$x", std::nullopt, T0));
+    struct stat st {};
+    ASSERT_EQ(stat(file.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0640u);
+    for (const char* side : {"new.db-wal", "new.db-shm"})
+      if (stat((dir / side).c_str(), &st) == 0) {
+        EXPECT_EQ(st.st_mode & 07, 0u) << side;
+      }
+  }
+  umask(old_umask);
+}
+
+TEST(AuthDbFiles, WorldBitsAreRemovedFromAnOwnedFile) {
+  TempDir dir;
+  fs::path file = dir / "old.db";
+  { AuthDb db(file, OpenMode::Create); }
+  ASSERT_EQ(chmod(file.c_str(), 0664), 0);
+  for (OpenMode mode : {OpenMode::Create, OpenMode::MustExist}) {
+    ASSERT_EQ(chmod(file.c_str(), 0664), 0);
+    AuthDb db(file, mode);
+    struct stat st {};
+    ASSERT_EQ(stat(file.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0660u);  // group bits are the administrator's choice: kept
+  }
+}
+
 TEST(AuthDbFiles, ReadOnlyFileIsNamed) {
   TempDir dir;
   fs::path file = dir / "ro.db";
