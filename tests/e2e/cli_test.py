@@ -1,17 +1,23 @@
 #!/usr/bin/env python3
 """relaygatectl end to end: every command, exit codes 0/1/2, messages naming what failed,
-the status file after each grant change, and bad input that must write nothing."""
+the status file after each grant change, bad input that must write nothing, help and version,
+the default config path, and (as root) files created for the service user."""
 import base64
+import grp
 import json
 import os
+import pwd
+import re
+import secrets
 import shutil
 import sqlite3
+import stat
 import subprocess
 import sys
 import tempfile
 import unittest
 
-CTL = sys.argv.pop(1) if len(sys.argv) > 1 else "build/authdb/relaygatectl"
+CTL = os.path.abspath(sys.argv.pop(1) if len(sys.argv) > 1 else "build/authdb/relaygatectl")
 
 
 class Cli(unittest.TestCase):
@@ -28,9 +34,12 @@ class Cli(unittest.TestCase):
     def tearDown(self):
         shutil.rmtree(self.dir)
 
-    def ctl(self, *args, stdin=None, config=True):
+    def ctl(self, *args, stdin=None, config=True, default_config=None, cwd=None):
+        """Runs relaygatectl; without --config, RELAYGATE_CONFIG stands in for
+        /etc/relaygate/relaygate.json (a path that does not exist unless default_config is given)."""
         argv = [CTL] + (["--config", self.cfg] if config else []) + list(args)
-        p = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60)
+        env = dict(os.environ, RELAYGATE_CONFIG=default_config or os.path.join(self.dir, "no-such.json"))
+        p = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60, env=env, cwd=cwd)
         return p.returncode, p.stdout, p.stderr
 
     def ok(self, *args, stdin=None):
@@ -162,7 +171,8 @@ class Cli(unittest.TestCase):
             (("user", "add", "x" * 256, "--password-stdin"), 1, "longer than 64"),
             (("user", "add", "..", "--password-stdin"), 1, "must not start"),
             (("user", "frobnicate"), 2, "unknown command"),
-            (("grant",), 2, "unknown command"),
+            (("grant",), 2, "grant: a subcommand is required: list, add, revoke, purge"),
+            (("user", "add"), 2, "NAME is required"),
             ((), 2, "no command"),
             (("user", "list", "--bogus"), 2, "unknown option --bogus"),
             (("user", "del", "alice", "extra"), 2, "unexpected argument"),
@@ -211,9 +221,169 @@ class Cli(unittest.TestCase):
                                     capture_output=True, text=True).returncode, None, None
         self.assertEqual(rc, 1)
 
+    def test_version_and_help(self):
+        rc, out, err = self.ctl("--version", config=False)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"^relaygatectl \d+\.\d+\.\d+\n$")
+        helps = {(): ["user", "grant", "queue", "config", "status", "sasl-plain", "--config", "--version"],
+                 ("user",): ["add", "passwd", "del", "list", "enable", "disable"],
+                 ("grant",): ["list", "add", "revoke", "purge"],
+                 ("queue",): ["list", "show", "flush", "delete", "hold", "release"],
+                 ("config",): ["check"],
+                 ("grant", "add"): ["IP", "--user", "--ttl"]}
+        for words, names in helps.items():
+            rc, out, err = self.ctl(*words, "--help", config=False)
+            self.assertEqual(rc, 0, f"{words}: {err}")
+            self.assertEqual(err, "", words)
+            for n in names:
+                self.assertRegex(out, r"(?m)^\s+" + re.escape(n) + r"\b", f"{words} --help lists {n}")
+        # A group without its subcommand is a usage error that lists them.
+        rc, out, err = self.ctl("user")
+        self.assertEqual(rc, 2)
+        self.assertIn("user: a subcommand is required: add, passwd, del, list, enable, disable", err)
+        rc, _, err = self.ctl("grant", "add", "--user", "alice")
+        self.assertEqual(rc, 2)
+        self.assertIn("IP is required", err)
+
+    def test_config_option_after_the_command(self):
+        self.add("alice")
+        p = subprocess.run([CTL, "user", "list", "--json", "--config", self.cfg], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual([u["name"] for u in json.loads(p.stdout)], ["alice"])
+
+    def test_without_config_errors_say_embedded_defaults(self):
+        cwd = os.path.join(self.dir, "cwd")
+        os.mkdir(cwd)
+        missing = os.path.join(self.dir, "no-such.json")
+        note = f"no --config given and {missing} does not exist: using the embedded defaults relative to {cwd}"
+        for args, what in [(("grant", "list"), f"database {cwd}/var/relaygate.db: does not exist"),
+                           (("user", "add", "alice", "--password-stdin"), f"folder {cwd}/var does not exist"),
+                           (("queue", "list"), f"spool folder {cwd}/var/spool does not exist")]:
+            rc, _, err = self.ctl(*args, stdin="password\n", config=False, cwd=cwd)
+            self.assertEqual(rc, 1, f"{args}: {err}")
+            self.assertIn(what, err, args)
+            self.assertIn(note, err, args)
+        self.assertEqual(os.listdir(cwd), [], "nothing created under the embedded defaults")
+        rc, out, _ = self.ctl("config", "check", config=False, cwd=cwd)
+        self.assertEqual((rc, out), (0, f"embedded defaults (relative to {cwd}): ok\n"))
+
+    def test_without_config_the_default_file_is_used(self):
+        # RELAYGATE_CONFIG stands in for /etc/relaygate/relaygate.json: when it exists, it is the config.
+        cwd = os.path.join(self.dir, "cwd")
+        os.mkdir(cwd)
+        rc, _, err = self.ctl("user", "add", "alice", "--password-stdin", stdin="password\n",
+                              config=False, default_config=self.cfg, cwd=cwd)
+        self.assertEqual(rc, 0, err)
+        self.assertTrue(os.path.exists(self.db))
+        self.assertEqual(os.listdir(cwd), [])
+        rc, out, _ = self.ctl("config", "check", config=False, default_config=self.cfg)
+        self.assertEqual((rc, out), (0, f"{self.cfg}: ok\n"))
+        rc, _, err = self.ctl("grant", "list", config=False, default_config=self.cfg)
+        self.assertEqual(rc, 0, err)
+
+    def test_queue_on_missing_spool_names_the_folder(self):
+        spool = os.path.join(self.dir, "var/spool")  # the config's default spool_dir, never made here
+        for args in (("queue", "list"), ("queue", "list", "--json"), ("queue", "show", "ABC123"),
+                     ("queue", "flush"), ("queue", "flush", "ABC123"), ("queue", "delete", "ABC123"),
+                     ("queue", "hold", "ABC123"), ("queue", "release", "ABC123")):
+            rc, out, err = self.ctl(*args)
+            self.assertEqual(rc, 1, f"{args}: {out} {err}")
+            self.assertIn(f"spool folder {spool} does not exist", err, args)
+            self.assertNotIn("queue is empty", out)
+            self.assertNotIn("embedded defaults", err)
+        os.makedirs(spool)  # an existing spool without queue/ yet (smtpd never ran) is empty
+        out, _ = self.ok("queue", "list")
+        self.assertIn("(queue is empty)", out)
+
+    def test_database_is_not_world_readable(self):
+        old = os.umask(0o022)
+        try:
+            self.add("alice")
+        finally:
+            os.umask(old)
+        self.assertEqual(stat.S_IMODE(os.stat(self.db).st_mode), 0o640)
+        for side in (self.db + "-wal", self.db + "-shm"):
+            if os.path.exists(side):
+                self.assertEqual(stat.S_IMODE(os.stat(side).st_mode) & 0o007, 0, side)
+        os.chmod(self.db, 0o644)  # as made by an older version
+        self.ok("user", "list")
+        self.assertEqual(stat.S_IMODE(os.stat(self.db).st_mode), 0o640)
+
     def test_sasl_plain(self):
         out, _ = self.ok("sasl-plain", "alice", "--password-stdin", stdin="s3cret\n")
         self.assertEqual(base64.b64decode(out.strip()), b"\0alice\0s3cret")
+
+
+@unittest.skipUnless(os.geteuid() == 0, "needs root: files are given to the service user")
+class RootOwnership(unittest.TestCase):
+    """Run as root, relaygatectl makes what it creates belong to run_as.user, so the daemons
+    (running as that user) can write the database and replace the status file."""
+
+    def setUp(self):
+        self.user = "rgtest-" + secrets.token_hex(4)
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", self.user],
+                       check=True, capture_output=True)
+        self.pw = pwd.getpwnam(self.user)
+        self.dir = tempfile.mkdtemp(prefix="rg-cli-root-")
+        os.chmod(self.dir, 0o755)
+        self.cfg = os.path.join(self.dir, "relaygate.json")
+        self.db = os.path.join(self.dir, "lib/db/relaygate.db")  # neither folder exists yet
+        self.status = os.path.join(self.dir, "run/rg/status.json")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir)
+        subprocess.run(["userdel", self.user], capture_output=True)
+
+    def write_cfg(self, run_as):
+        with open(self.cfg, "w") as f:
+            json.dump({"database": "lib/db/relaygate.db", "status_file": "run/rg/status.json",
+                       "spool_dir": "spool", "run_as": run_as}, f)
+
+    def ctl(self, *args, stdin=None):
+        p = subprocess.run([CTL, "--config", self.cfg] + list(args), input=stdin, capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, f"{args}: {p.stderr}")
+        return p.stdout
+
+    def owner(self, path):
+        st = os.stat(path)
+        return pwd.getpwuid(st.st_uid).pw_name, grp.getgrgid(st.st_gid).gr_name
+
+    def test_created_files_belong_to_the_service_user(self):
+        self.write_cfg({"user": self.user})
+        group = grp.getgrgid(self.pw.pw_gid).gr_name
+        self.ctl("user", "add", "alice", "--password-stdin", stdin="password\n")
+        self.ctl("grant", "add", "192.0.2.1", "--user", "alice")
+        for path in (self.db, os.path.dirname(self.db), self.status, os.path.dirname(self.status)):
+            self.assertEqual(self.owner(path), (self.user, group), path)
+        self.assertEqual(self.owner(os.path.join(self.dir, "lib")), (self.user, group))
+        self.assertEqual(self.owner(self.dir), ("root", "root"), "an existing folder is left alone")
+        self.assertEqual(stat.S_IMODE(os.stat(self.db).st_mode), 0o640)
+        for side in (self.db + "-wal", self.db + "-shm"):
+            if os.path.exists(side):
+                self.assertEqual(self.owner(side), (self.user, group), side)
+                self.assertEqual(stat.S_IMODE(os.stat(side).st_mode) & 0o007, 0, side)
+        # The service user itself can write the database (what pop3d does at every login).
+        p = subprocess.run(["setpriv", f"--reuid={self.pw.pw_uid}", f"--regid={self.pw.pw_gid}", "--clear-groups",
+                            CTL, "--config", self.cfg, "grant", "add", "192.0.2.2", "--user", "alice"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(sorted(g["ip"] for g in json.loads(self.ctl("grant", "list", "--json"))),
+                         ["192.0.2.1", "192.0.2.2"])
+
+    def test_run_as_group_is_used(self):
+        self.write_cfg({"user": self.user, "group": "daemon"})
+        self.ctl("user", "add", "alice", "--password-stdin", stdin="password\n")
+        self.assertEqual(self.owner(self.db), (self.user, "daemon"))
+
+    def test_missing_service_user_leaves_root_ownership(self):
+        self.write_cfg({"user": "rgtest-nobody-" + secrets.token_hex(4)})
+        p = subprocess.run([CTL, "--config", self.cfg, "user", "add", "alice", "--password-stdin"],
+                           input="password\n", capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stderr, "")
+        self.assertEqual(self.owner(self.db), ("root", "root"))
+        self.assertEqual(stat.S_IMODE(os.stat(self.db).st_mode), 0o640)
 
 
 if __name__ == "__main__":
