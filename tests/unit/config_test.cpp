@@ -166,6 +166,10 @@ TEST(Config, ExampleFileLoads) {
   ASSERT_FALSE(c.smtpd.listen.empty());
   EXPECT_EQ(c.smtpd.listen.front().port, 25);
   EXPECT_EQ(c.run_as.user, "relaygate");
+  EXPECT_FALSE(c.tls.generate_self_signed);
+  EXPECT_EQ(c.auth.mechanisms, (std::vector<std::string>{"PLAIN", "LOGIN"}));
+  EXPECT_FALSE(c.auth.mechanisms_without_tls.has_value());
+  EXPECT_FALSE(c.smarthost.configured());
 }
 
 TEST(Config, InvalidJsonNamesTheFile) {
