@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Debian package: build it with CPack, install it with dpkg -i on this (throw-away CI)
-# machine, check the layout, the relaygate user, the conffile and `relaygatectl config check`,
-# then purge it and check nothing of it is left. Needs root and dpkg (CI has both).
+# machine, check the layout, the relaygate user, the conffile and `relaygatectl config check`;
+# an admin adds a user as root and pop3d, started as root and dropped to relaygate, serves that
+# user's login; then purge it and check nothing of it is left. Needs root and dpkg (CI has both).
 set -euo pipefail
 build=$1
 [ "$(id -u)" -eq 0 ] || { echo "not root: skipped"; exit 77; }
@@ -10,7 +11,9 @@ if dpkg-query -W -f='${Status}' relaygate 2>/dev/null | grep -q "installed"; the
   echo "relaygate is already installed on this machine: not touching it; skipped"; exit 77
 fi
 out=$(mktemp -d)
+pop3d_pid=""
 cleanup() {
+  if [ -n "$pop3d_pid" ]; then kill "$pop3d_pid" 2>/dev/null || true; wait "$pop3d_pid" 2>/dev/null || true; fi
   dpkg -P relaygate >/dev/null 2>&1 || true
   rm -rf "$out"
 }
@@ -38,6 +41,79 @@ done
 /usr/sbin/relaygate-smtpd --config /etc/relaygate/relaygate.json --check-config || fail "smtpd --check-config"
 # The installed production config names the production ports.
 grep -q '"port": 25,' /etc/relaygate/relaygate.json && grep -q '"port": 995,' /etc/relaygate/relaygate.json || fail "ports"
+
+# The admin adds a user as root; the daemons run as relaygate and must be able to write the
+# database at every login (a root-owned 0644 database failed them with "readonly database").
+conf=/etc/relaygate/relaygate.json
+db=/var/lib/relaygate/relaygate.db
+printf 'alice-password\n' | /usr/bin/relaygatectl --config "$conf" user add alice --password-stdin || fail "user add as root"
+[ "$(stat -c %U:%G "$db")" = relaygate:relaygate ] || fail "$db is $(stat -c %U:%G "$db"), not relaygate:relaygate"
+[ $((8#$(stat -c %a "$db") & 8#007)) -eq 0 ] || fail "$db is world-accessible ($(stat -c %a "$db"))"
+for side in "$db-wal" "$db-shm"; do
+  [ ! -e "$side" ] || [ "$(stat -c %U "$side")" = relaygate ] || fail "$side not owned by relaygate"
+done
+
+# pop3d started by hand as root on a copy of the installed config that keeps its database,
+# Maildir and status paths but listens only on loopback, on a free port: it binds, becomes
+# relaygate, and serves alice's USER/PASS after STLS (self-signed certificate: not verified).
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+python3 - "$conf" "$out/pop3d.json" "$port" <<'PY' || fail "writing the pop3d test config"
+import json, sys
+def strip_comments(text):  # the installed config has // and /* */ comments; Python's json has none
+    out, i, in_str = [], 0, False
+    while i < len(text):
+        c = text[i]
+        if in_str:
+            out.append(c)
+            if c == "\\":
+                out.append(text[i + 1]); i += 1
+            elif c == '"':
+                in_str = False
+        elif c == '"':
+            in_str = True; out.append(c)
+        elif text.startswith("//", i):
+            i = text.find("\n", i) - 1 if "\n" in text[i:] else len(text)
+        elif text.startswith("/*", i):
+            i = text.index("*/", i) + 1
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+cfg = json.loads(strip_comments(open(sys.argv[1]).read()))
+cfg["pop3d"]["listen"] = [{"address": "127.0.0.1", "port": int(sys.argv[3]), "tls": "starttls"}]
+json.dump(cfg, open(sys.argv[2], "w"), indent=2)
+PY
+/usr/sbin/relaygate-pop3d --config "$out/pop3d.json" >"$out/pop3d.log" 2>&1 &
+pop3d_pid=$!
+for _ in $(seq 100); do
+  kill -0 "$pop3d_pid" 2>/dev/null || { cat "$out/pop3d.log"; fail "pop3d exited at start-up"; }
+  python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$port" 2>/dev/null && break
+  sleep 0.1
+done
+python3 - "$port" <<'PY' || { cat "$out/pop3d.log"; fail "POP3 login of alice as the relaygate user"; }
+import poplib, ssl, sys
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+p = poplib.POP3("127.0.0.1", int(sys.argv[1]), timeout=10)
+p.stls(ctx)
+p.user("alice")
+reply = p.pass_("alice-password")
+assert reply.startswith(b"+OK"), reply
+p.quit()
+print("pop3: alice logged in:", reply.decode())
+PY
+[ "$(ps -o user= -p "$pop3d_pid" | tr -d ' ')" = relaygate ] || fail "pop3d does not run as relaygate"
+kill -TERM "$pop3d_pid"
+for _ in $(seq 100); do kill -0 "$pop3d_pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$pop3d_pid" 2>/dev/null && fail "pop3d did not stop on SIGTERM"
+wait "$pop3d_pid" || { cat "$out/pop3d.log"; fail "pop3d exit status after SIGTERM"; }
+pop3d_pid=""
+/usr/bin/relaygatectl --config "$conf" grant list --json | python3 -c '
+import json, sys
+grants = json.load(sys.stdin)
+assert [(g["ip"], g["user"], g["method"]) for g in grants] == [("127.0.0.1", "alice", "pop3")], grants
+' || fail "no pop3 grant for alice after her login"
 
 dpkg -r relaygate >/dev/null || fail "dpkg -r"
 [ -e /usr/sbin/relaygate-smtpd ] && fail "binary left after remove"
