@@ -114,11 +114,15 @@ import json, sys
 grants = json.load(sys.stdin)
 assert [(g["ip"], g["user"], g["method"]) for g in grants] == [("127.0.0.1", "alice", "pop3")], grants
 ' || fail "no pop3 grant for alice after her login"
+# The login made alice's Maildir; purge keeps Maildirs that are not empty (users' mail), so the
+# test removes its own to leave nothing behind.
+rm -rf /var/lib/relaygate/mail/alice
 
 dpkg -r relaygate >/dev/null || fail "dpkg -r"
 [ -e /usr/sbin/relaygate-smtpd ] && fail "binary left after remove"
 [ -e /etc/relaygate/relaygate.json ] || fail "conffile removed by remove (only purge may)"
 dpkg -P relaygate >/dev/null || fail "dpkg -P"
 [ -e /etc/relaygate ] && fail "/etc/relaygate left after purge"
+[ -e /var/lib/relaygate ] && fail "/var/lib/relaygate left after purge"
 dpkg-query -W relaygate >/dev/null 2>&1 && fail "package still known to dpkg"
 echo "package: install, config check, root-added user served by pop3d as relaygate, remove and purge OK"
