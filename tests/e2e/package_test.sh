@@ -32,6 +32,12 @@ for f in /usr/sbin/relaygate-pop3d /usr/sbin/relaygate-smtpd /usr/bin/relaygatec
          /etc/relaygate/tls/cert.pem /etc/relaygate/tls/key.pem; do
   [ -e "$f" ] || fail "$f missing after install"
 done
+# The four man pages, gzipped (checked in the package: an image's dpkg path-exclude may drop
+# /usr/share/man on disk).
+contents=$(dpkg-deb -c "$deb")
+for m in man8/relaygatectl.8.gz man8/relaygate-smtpd.8.gz man8/relaygate-pop3d.8.gz man5/relaygate.json.5.gz; do
+  grep -q " \./usr/share/man/$m\$" <<<"$contents" || fail "man page $m not in the package"
+done
 getent passwd relaygate >/dev/null || fail "no relaygate system user"
 for d in /var/lib/relaygate /var/spool/relaygate; do
   [ "$(stat -c %U "$d")" = relaygate ] || fail "$d not owned by relaygate"
