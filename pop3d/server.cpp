@@ -79,7 +79,8 @@ Server::Server(asio::io_context& io_ctx, config::Config config)
       auth(db, pool, cfg),
       status(io_ctx, db, pool, cfg.status_file, cfg.spool_dir),
       timer_(io_ctx) {
-  net::ensure_self_signed_certificate(cfg.tls.certificate, cfg.tls.private_key, cfg.hostname);
+  // Only where the config allows it (tls.generate_self_signed): a mistyped path is an error.
+  if (cfg.tls.generate_self_signed) net::ensure_self_signed_certificate(cfg.tls.certificate, cfg.tls.private_key, cfg.hostname);
   tls = net::make_server_tls_context(cfg.tls.certificate, cfg.tls.private_key);
 }
 
@@ -118,7 +119,8 @@ bool same_listeners(const std::vector<config::Listener>& a, const std::vector<co
 }  // namespace
 
 void Server::reload(config::Config fresh) {
-  net::ensure_self_signed_certificate(fresh.tls.certificate, fresh.tls.private_key, fresh.hostname);
+  if (fresh.tls.generate_self_signed)
+    net::ensure_self_signed_certificate(fresh.tls.certificate, fresh.tls.private_key, fresh.hostname);
   auto fresh_tls = net::make_server_tls_context(fresh.tls.certificate, fresh.tls.private_key);
   // Sessions hold their own reference across a handshake, so the old context lives on until then.
   tls = std::move(fresh_tls);

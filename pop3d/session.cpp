@@ -157,6 +157,13 @@ class Session {
   // Counters for the disconnect summary.
   unsigned n_retr_ = 0, n_dele_ = 0, n_top_ = 0, n_auth_fail_ = 0;
   uint64_t bytes_sent_ = 0;
+  std::string sasl_mech_ = "-";  // the SASL mechanism of the AUTH command in progress (logs)
+  // The log's mech= for a login method: USER/PASS and APOP by name, AUTH by its SASL mechanism.
+  std::string_view mech_of(std::string_view method) const {
+    if (method == "pop3") return "USER";
+    if (method == "apop") return "APOP";
+    return sasl_mech_;
+  }
   unsigned n_deleted_on_quit_ = 0;
 };
 
@@ -247,6 +254,12 @@ asio::awaitable<void> Session::run() {
     }
     // Named, not a temporary inside co_await: g++ 12 destroys such temporaries twice.
     const std::string line = strip_eol(std::move(raw));
+    // RFC 1939 §3: commands are printable ASCII; a NUL or other control character is refused.
+    if (std::any_of(line.begin(), line.end(), [](char ch) { return (ch >= 0 && ch < 0x20 && ch != '\t') || ch == 0x7f; })) {
+      log::info(id_).kv("event", "command").kv("outcome", "rejected").kv("reason", "control-character").kv("ip", stream_.remote_ip());
+      bad_command("Control character in command");
+      continue;
+    }
     co_await dispatch(line);
   }
   // A session that ends any way but QUIT in TRANSACTION removes nothing (RFC 1939 §6); the
@@ -255,7 +268,7 @@ asio::awaitable<void> Session::run() {
   co_await stream_.flush(kWriteTimeout);
   co_await stream_.shutdown(2s);
   log::info(id_).kv("event", "disconnect").kv("reason", end_reason_)
-      .kv("ip", stream_.remote_ip()).kv("user", user_.empty() ? "-" : user_).kv("retr", n_retr_)
+      .kv("ip", stream_.remote_ip()).kv("proto", "pop3").kv("user", user_.empty() ? "-" : user_).kv("retr", n_retr_)
       .kv("top", n_top_).kv("dele", n_dele_).kv("deleted", n_deleted_on_quit_).kv("auth_failures", n_auth_fail_)
       .kv("bytes", bytes_sent_);
 }
@@ -387,8 +400,8 @@ asio::awaitable<void> Session::login_failed(const char* method, std::string_view
   }
   // Escalating delay per client network, shared with smtpd through authdb (shared/auth.h).
   const int64_t failures = co_await srv_.auth.failed(stream_.remote_ip());
-  log::info(id_).kv("event", "login").kv("method", method).kv("outcome", "failed").kv("reason", why)
-      .kv("ip", stream_.remote_ip()).kv("login", login_name).kv("tls", stream_.is_tls()).kv("failures", failures);
+  log::warn(id_).kv("event", "auth").kv("outcome", "failed").kv("reason", why).kv("ip", stream_.remote_ip())
+      .kv("proto", "pop3").kv("mech", mech_of(method)).kv("login", login_name).kv("tls", stream_.is_tls()).kv("failures", failures);
   err("[AUTH] Authentication failed");
 }
 
@@ -399,8 +412,8 @@ asio::awaitable<void> Session::login(const std::string& user, const char* method
     maildir_->ensure();
     lock_ = maildir_->try_lock();
     if (!lock_) {
-      log::info(id_).kv("event", "login").kv("method", method).kv("outcome", "in-use").kv("user", user)
-          .kv("ip", stream_.remote_ip());
+      log::info(id_).kv("event", "auth").kv("outcome", "in-use").kv("reason", "maildrop-locked").kv("ip", stream_.remote_ip())
+          .kv("proto", "pop3").kv("mech", mech_of(method)).kv("user", user);
       err("[IN-USE] Mailbox is locked by another POP3 session");
       maildir_.reset();
       co_return;
@@ -408,7 +421,7 @@ asio::awaitable<void> Session::login(const std::string& user, const char* method
     messages_.clear();
     for (auto& e : maildir_->scan()) messages_.push_back(Message{std::move(e), false});
   } catch (const std::exception& e) {
-    log::error(id_).kv("event", "login").kv("method", method).kv("outcome", "maildrop-error").kv("user", user)
+    log::error(id_).kv("event", "auth").kv("outcome", "tempfail").kv("reason", "maildrop-error").kv("ip", stream_.remote_ip()).kv("method", method).kv("user", user)
         .kv("error", e.what());
     lock_.reset();
     maildir_.reset();
@@ -420,7 +433,7 @@ asio::awaitable<void> Session::login(const std::string& user, const char* method
       throw authdb::Error("user " + user + " vanished during login");
     srv_.auth.succeeded(stream_.remote_ip());
   } catch (const std::exception& e) {
-    log::error(id_).kv("event", "login").kv("method", method).kv("outcome", "grant-failed").kv("user", user)
+    log::error(id_).kv("event", "auth").kv("outcome", "tempfail").kv("reason", "grant-failed").kv("ip", stream_.remote_ip()).kv("method", method).kv("user", user)
         .kv("error", e.what());
     lock_.reset();
     maildir_.reset();
@@ -432,8 +445,8 @@ asio::awaitable<void> Session::login(const std::string& user, const char* method
   state_ = State::Transaction;
   uint64_t total = 0;
   for (auto& m : messages_) total += m.entry.size;
-  log::info(id_).kv("event", "login").kv("method", method).kv("outcome", "ok").kv("user", user)
-      .kv("ip", stream_.remote_ip()).kv("tls", stream_.is_tls() ? stream_.tls_description() : "no")
+  log::info(id_).kv("event", "auth").kv("outcome", "ok").kv("ip", stream_.remote_ip()).kv("proto", "pop3")
+      .kv("mech", mech_of(method)).kv("user", user).kv("method", method).kv("tls", stream_.is_tls() ? stream_.tls_description() : "no")
       .kv("messages", messages_.size()).kv("grant_ttl", srv_.cfg.grants.ttl_seconds);
   ok("Logged in, " + std::to_string(messages_.size()) + " messages (" + std::to_string(total) + " octets)");
 }
@@ -460,6 +473,7 @@ asio::awaitable<void> Session::cmd_auth(std::string_view args) {
     co_return bad_command("Unsupported authentication mechanism");
   }
   const std::string mech_name(mech->name());
+  sasl_mech_ = mech_name;
 
   std::optional<std::string> initial;
   if (a.size() == 2) {
@@ -485,8 +499,8 @@ asio::awaitable<void> Session::cmd_auth(std::string_view args) {
       std::string resp = strip_eol(std::move(raw));
       if (resp == "*") {
         // RFC 5034 §4: the client cancelled; an abort is not a failed password.
-        log::info(id_).kv("event", "login").kv("method", "pop3-sasl").kv("mech", mech_name).kv("outcome", "aborted")
-            .kv("ip", stream_.remote_ip());
+        log::info(id_).kv("event", "auth").kv("outcome", "aborted").kv("reason", "client-cancelled").kv("ip", stream_.remote_ip())
+            .kv("proto", "pop3").kv("mech", mech_name);
         co_return err("[AUTH] Authentication cancelled");
       }
       auto decoded = sasl::base64_decode(resp);
@@ -514,8 +528,8 @@ asio::awaitable<void> Session::cmd_auth(std::string_view args) {
     } else {
       const auto& f = std::get<sasl::Failure>(step);
       if (f.kind == sasl::Failure::Kind::Malformed) {
-        log::info(id_).kv("event", "login").kv("method", "pop3-sasl").kv("mech", mech_name).kv("outcome", "malformed")
-            .kv("reason", f.reason);
+        log::info(id_).kv("event", "auth").kv("outcome", "malformed").kv("reason", f.reason.empty() ? std::string("malformed") : f.reason)
+            .kv("ip", stream_.remote_ip()).kv("proto", "pop3").kv("mech", mech_name);
         co_return err("[AUTH] Malformed authentication response");
       }
       // No temporary std::string inside co_await: g++ 12 destroys such temporaries twice.

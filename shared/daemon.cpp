@@ -1,7 +1,11 @@
 // See daemon.h.
 #include "shared/daemon.h"
 
+#include "shared/fsutil.h"
+
+#include <fcntl.h>
 #include <grp.h>
+#include <sys/file.h>
 #include <pwd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -27,6 +31,36 @@ void notify(std::string_view state) {
   socklen_t alen = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len);
   (void)::sendto(fd, state.data(), state.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr), alen);
   ::close(fd);
+}
+
+InstanceLock::InstanceLock(const std::string& file, const std::string& config_name, const std::string& user,
+                           const std::string& group) {
+  const auto owner = fsutil::owner_when_root(user, group);
+  const std::filesystem::path path(file);
+  if (path.has_parent_path()) fsutil::create_directories_owned(path.parent_path(), owner, 0750);
+  fsutil::create_file_owned(path, owner, 0644);
+  fd_ = ::open(file.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+  if (fd_ < 0) throw std::runtime_error("cannot open lock file " + file + ": " + std::strerror(errno));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    char buf[32] = {};
+    const ssize_t n = ::pread(fd_, buf, sizeof buf - 1, 0);
+    std::string holder = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "unknown";
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    ::close(fd_);
+    fd_ = -1;
+    if (err == EWOULDBLOCK)
+      throw std::runtime_error("another instance is running with config " + config_name + ": lock file " + file +
+                               " is held by pid " + holder);
+    throw std::runtime_error("cannot lock " + file + ": " + std::strerror(err));
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size()))
+    throw std::runtime_error("cannot write lock file " + file + ": " + std::strerror(errno));
+}
+
+InstanceLock::~InstanceLock() {
+  if (fd_ >= 0) ::close(fd_);  // the lock goes with the descriptor; the file stays (no race on unlink)
 }
 
 std::string drop_privileges(const std::string& user, const std::string& group, bool allow_root) {

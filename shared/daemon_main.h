@@ -21,6 +21,7 @@
 #include "shared/config.h"
 #include "shared/daemon.h"
 #include "shared/log.h"
+#include "shared/version.h"
 
 namespace rg::daemon {
 
@@ -29,6 +30,8 @@ struct MainOptions {
   const char* log_name;               // "smtpd"
   std::chrono::milliseconds drain_limit;  // what SIGTERM waits for live sessions
   size_t (*listener_count)(const config::Config&);
+  // The instance lock file in this daemon's state folder (one instance per spool / status file).
+  std::string (*lock_file)(const config::Config&);
 };
 
 namespace detail {
@@ -78,8 +81,20 @@ int run_main(int argc, char** argv, const MainOptions& opt) {
       check_only = true;
     } else if (a == "--allow-root") {
       allow_root = true;  // explicit permission to keep running as uid 0 (run_as.allow_root)
+    } else if (a == "--version") {
+      std::cout << opt.program << " " << kVersion << "\n";
+      return 0;
+    } else if (a == "-h" || a == "--help") {
+      std::cout << "usage: " << opt.program << " [--config FILE] [--check-config] [--allow-root] [--version] [--help]\n"
+                << "  --config FILE   the configuration (default: the embedded defaults, relative to the current folder)\n"
+                << "  --check-config  validate the configuration and exit (0 ok, 1 problem)\n"
+                << "  --allow-root    keep running as root instead of becoming run_as.user\n"
+                << "  --version       print the version and exit\n"
+                << "Runs in the foreground and logs to stderr. SIGHUP reloads, SIGTERM stops. See " << opt.program << "(8).\n";
+      return 0;
     } else {
-      std::cerr << "usage: " << opt.program << " [--config FILE] [--check-config] [--allow-root]\n";
+      std::cerr << opt.program << ": unknown option " << a << "\n"
+                << "usage: " << opt.program << " [--config FILE] [--check-config] [--allow-root] [--version] [--help]\n";
       return 2;
     }
   }
@@ -91,6 +106,10 @@ int run_main(int argc, char** argv, const MainOptions& opt) {
       return 0;
     }
     std::signal(SIGPIPE, SIG_IGN);
+    // Issue 9: the lock comes first, so a second instance touches nothing (no spool recovery,
+    // no purge) and says who holds it; the ports are bound next, and only then is anything changed.
+    const InstanceLock instance(opt.lock_file(cfg), config_file.empty() ? "(embedded defaults)" : config_file,
+                                cfg.run_as.user, cfg.run_as.group);
     boost::asio::io_context io(1);
     Server server(io, std::move(cfg));
     server.start();

@@ -2,16 +2,58 @@
 // daemons share one journal.
 #include "shared/log.h"
 
+#include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
+#include <ctime>
 
 namespace rg::log {
 namespace {
 
 std::string g_program = "relaygate";
 std::atomic<int> g_min_level{static_cast<int>(Level::Info)};
+
+// systemd sets JOURNAL_STREAM to "<device>:<inode>" of the stream it connected to stdout/stderr
+// (systemd.exec(5)); only when stderr is still that stream is the journal our reader.
+bool stderr_is_journal() {
+  const char* js = std::getenv("JOURNAL_STREAM");
+  if (js == nullptr) return false;
+  unsigned long long dev = 0, ino = 0;
+  if (std::sscanf(js, "%llu:%llu", &dev, &ino) != 2) return false;
+  struct stat st {};
+  if (::fstat(STDERR_FILENO, &st) != 0) return false;
+  return static_cast<unsigned long long>(st.st_dev) == dev && static_cast<unsigned long long>(st.st_ino) == ino;
+}
+
+const bool g_journal = stderr_is_journal();
+
+// sd-daemon(3) priority prefixes: journald (SyslogLevelPrefix=yes) turns "<N>" into PRIORITY=N,
+// so `journalctl -p warning` finds warnings and errors.
+const char* syslog_prefix(Level l) {
+  switch (l) {
+    case Level::Debug: return "<7>";
+    case Level::Info: return "<6>";
+    case Level::Warning: return "<4>";
+    case Level::Error: return "<3>";
+  }
+  return "<6>";
+}
+
+// ISO 8601 UTC with milliseconds for lines read from a file or terminal (the journal keeps its own).
+std::string timestamp() {
+  timeval tv{};
+  ::gettimeofday(&tv, nullptr);
+  std::tm tm{};
+  gmtime_r(&tv.tv_sec, &tm);
+  char buf[96];  // sized for any int values, so -Wformat-truncation has nothing to say
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(tv.tv_usec / 1000));
+  return buf;
+}
 
 const char* level_name(Level l) {
   switch (l) {
@@ -51,7 +93,8 @@ std::string quote_value(std::string_view v) {
 }
 
 Line::Line(Level level, std::string_view session) : level_(level) {
-  text_.reserve(160);
+  text_.reserve(192);
+  text_ += g_journal ? syslog_prefix(level) : timestamp();
   text_ += level_name(level);
   text_ += ' ';
   text_ += g_program;

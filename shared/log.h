@@ -1,5 +1,8 @@
 // One log line per event on stderr: `<level> <program>[pid]: <session id> key=value ...`
-// (OpenSMTPD/Postfix style). Values with spaces, quotes or control bytes are quoted and
+// (OpenSMTPD/Postfix style), preceded by an ISO 8601 UTC timestamp, or by a `<N>` syslog
+// priority when stderr is the journal (JOURNAL_STREAM; the units set SyslogLevelPrefix=yes).
+// Lines about a refusal or failure begin `event= outcome= reason= ip=` in this order, before
+// any client-supplied value, so a filter such as fail2ban's can never be fed a forged ip=. Values with spaces, quotes or control bytes are quoted and
 // escaped so a hostile client can never forge a line; secrets must never be passed here.
 #pragma once
 
@@ -22,6 +25,10 @@ class Line {
   ~Line();
   Line(const Line&) = delete;
   Line& operator=(const Line&) = delete;
+  // A moved-from line emits nothing: lets a helper start a line that its caller completes.
+  Line(Line&& other) noexcept : level_(other.level_), emitted_(other.emitted_), text_(std::move(other.text_)) {
+    other.emitted_ = true;
+  }
 
   Line& kv(std::string_view key, std::string_view value);
   Line& kv(std::string_view key, const char* value) { return kv(key, std::string_view(value)); }
@@ -32,6 +39,7 @@ class Line {
     return kv(key, std::string_view(std::to_string(value)));
   }
   Line& msg(std::string_view text);  // free text field, quoted like a value
+  Level level() const { return level_; }
   void emit();
 
  private:

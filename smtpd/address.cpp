@@ -2,6 +2,9 @@
 // Mailbox = Local-part "@" ( Domain / address-literal ); Local-part = Dot-string / Quoted-string.
 #include "smtpd/address.h"
 
+#include <arpa/inet.h>
+#include <strings.h>
+
 #include <cctype>
 
 namespace rg::smtp {
@@ -51,12 +54,36 @@ bool valid_domain(std::string_view d) {
   return true;
 }
 
+// RFC 5321 §4.1.3: IPv4-address-literal = Snum 3("." Snum), Snum = 1*3DIGIT of 0-255.
+bool valid_ipv4_literal(std::string_view s) {
+  int parts = 0;
+  size_t i = 0;
+  while (parts < 4) {
+    size_t j = i;
+    while (j < s.size() && j - i < 4 && s[j] >= '0' && s[j] <= '9') ++j;
+    if (j == i || j - i > 3) return false;
+    if (std::stoi(std::string(s.substr(i, j - i))) > 255) return false;
+    ++parts;
+    if (j == s.size()) return parts == 4;
+    if (s[j] != '.' || parts == 4) return false;
+    i = j + 1;
+  }
+  return false;
+}
+
+// "[" ( IPv4-address-literal / "IPv6:" IPv6-addr ) "]" (RFC 5321 §4.1.3). General-address-
+// literals need a tag registered with IANA and none but IPv6 is, so any other form is invalid.
 bool valid_literal(std::string_view lit) {
-  // "[" ( IPv4 / "IPv6:" IPv6 / tag ":" text ) "]" — only checked for printable content here.
   if (lit.size() < 3 || lit.front() != '[' || lit.back() != ']') return false;
-  for (unsigned char c : lit.substr(1, lit.size() - 2))
-    if (c < 33 || c > 126 || c == '[' || c == ']' || c == '\\') return false;
-  return true;
+  std::string_view inner = lit.substr(1, lit.size() - 2);
+  constexpr std::string_view kIpv6Tag = "IPv6:";
+  if (inner.size() > kIpv6Tag.size() && strncasecmp(inner.data(), kIpv6Tag.data(), kIpv6Tag.size()) == 0) {
+    const std::string addr(inner.substr(kIpv6Tag.size()));
+    in6_addr a6{};
+    return addr.find_first_not_of("0123456789abcdefABCDEF:.") == std::string::npos &&
+           ::inet_pton(AF_INET6, addr.c_str(), &a6) == 1;
+  }
+  return valid_ipv4_literal(inner);
 }
 
 PathError syntax(std::string text) { return PathError{PathError::Kind::Syntax, std::move(text)}; }

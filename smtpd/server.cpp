@@ -41,7 +41,8 @@ Server::Server(asio::io_context& io_ctx, config::Config config)
       limiter(static_cast<size_t>(cfg.smtpd.max_connections), static_cast<size_t>(cfg.smtpd.max_connections_per_ip)),
       auth(db, pool, cfg),
       spool(cfg.spool_dir) {
-  net::ensure_self_signed_certificate(cfg.tls.certificate, cfg.tls.private_key, cfg.hostname);
+  // Only where the config allows it (tls.generate_self_signed): a mistyped path is an error.
+  if (cfg.tls.generate_self_signed) net::ensure_self_signed_certificate(cfg.tls.certificate, cfg.tls.private_key, cfg.hostname);
   tls = net::make_server_tls_context(cfg.tls.certificate, cfg.tls.private_key);
   for (const auto& n : cfg.smtpd.trusted_networks) trusted.push_back(*parse_cidr(n));
   spool.ensure();
@@ -56,12 +57,13 @@ Server::Server(asio::io_context& io_ctx, config::Config config)
 Server::~Server() = default;
 
 void Server::start() {
-  if (queue) queue->start();  // recovers the spool before any session can enqueue
+  // Bind first: a port that is taken ends the start before the spool is touched (issue 9).
   for (const auto& l : cfg.smtpd.listen) {
     acceptors_.push_back(std::make_unique<asio::ip::tcp::acceptor>(net::open_acceptor(io, l.address, l.port)));
     log::info().kv("event", "listening").kv("address", l.address).kv("port", acceptors_.back()->local_endpoint().port())
         .kv("mode", config::to_string(l.mode)).kv("tls", config::to_string(l.tls));
   }
+  if (queue) queue->start();  // recovers the spool before any session can enqueue (accepting starts below)
   for (size_t i = 0; i < acceptors_.size(); ++i) asio::co_spawn(io, accept(i), log_crash);
   status_timer_ = std::make_unique<asio::steady_timer>(io);
   asio::co_spawn(io, report_status(), log_crash);
@@ -112,7 +114,8 @@ bool same_listeners(const std::vector<config::Listener>& a, const std::vector<co
 
 void Server::reload(config::Config fresh) {
   // Everything that can fail comes first, so a bad config or key leaves the old one in force.
-  net::ensure_self_signed_certificate(fresh.tls.certificate, fresh.tls.private_key, fresh.hostname);
+  if (fresh.tls.generate_self_signed)
+    net::ensure_self_signed_certificate(fresh.tls.certificate, fresh.tls.private_key, fresh.hostname);
   auto fresh_tls = net::make_server_tls_context(fresh.tls.certificate, fresh.tls.private_key);
   std::vector<Cidr> fresh_trusted;
   for (const auto& n : fresh.smtpd.trusted_networks) fresh_trusted.push_back(*parse_cidr(n));

@@ -106,14 +106,18 @@ class Session final : public Drainable {
   using Handler = asio::awaitable<void> (Session::*)(std::string_view args);
   struct Command {
     std::string_view name;
+    std::string_view log_name;  // the log's event name and the disconnect summary's counter
     Handler handler;
     unsigned flags;
   };
   static const Command kCommands[];
 
   void reply(int code, std::string_view enhanced, std::string_view text) {
+    // RFC 5321 §4.2: exactly one space between the code and the text (RFC 2034 enhanced code first).
     std::string line = std::to_string(code);
-    line.append(" ").append(enhanced).append(" ").append(text).append("\r\n");
+    line.append(" ");
+    if (!enhanced.empty()) line.append(enhanced).append(" ");
+    line.append(text).append("\r\n");
     stream_.queue(line);
     if (code >= 400) ++errors_;
   }
@@ -124,13 +128,32 @@ class Session final : public Drainable {
     }
     co_return true;
   }
-  void count(const char* name, bool ok) {
+  void count(std::string_view name, bool ok) {
     for (auto& s : stats_)
       if (std::string_view(s.name) == name) {
         ++s.total;
         s.ok += ok;
         return;
       }
+  }
+  unsigned total_of(std::string_view name) const {
+    for (const auto& s : stats_)
+      if (std::string_view(s.name) == name) return s.total;
+    return 0;
+  }
+  // One log line about the command being handled (shared/log.h): `event=<command> outcome=
+  // reason= ip=` first, so client-supplied values the caller adds come after them.
+  log::Line event_line(log::Level level, std::string_view outcome, std::string_view reason) const {
+    log::Line line(level, id_);
+    line.kv("event", command_).kv("outcome", outcome).kv("reason", reason).kv("ip", stream_.remote_ip());
+    return line;
+  }
+  // Every refusal: counted against the command, logged with its reason, then the reply.
+  void refuse(int code, std::string_view enhanced, std::string_view text, std::string_view reason,
+              log::Level level = log::Level::Info) {
+    count(command_, false);
+    event_line(level, "rejected", reason).kv("code", code);
+    reply(code, enhanced, text);
   }
   bool tls_required_now() const { return listener_.tls == config::TlsMode::Required && !stream_.is_tls(); }
   bool starttls_available() const {
@@ -181,6 +204,7 @@ class Session final : public Drainable {
   config::Listener listener_;
   net::Stream stream_;
   std::string id_;
+  std::string_view command_ = "unknown";  // lower-case name of the command being handled
   State state_ = State::Connected;
   std::string helo_;
   bool esmtp_ = false;
@@ -198,18 +222,18 @@ class Session final : public Drainable {
 };
 
 const Session::Command Session::kCommands[] = {
-    {"EHLO", &Session::cmd_ehlo, kBeforeTls | kSyncCheck},
-    {"HELO", &Session::cmd_helo, kBeforeTls | kSyncCheck},
-    {"STARTTLS", &Session::cmd_starttls, kBeforeTls},
-    {"AUTH", &Session::cmd_auth, 0},
-    {"MAIL", &Session::cmd_mail, 0},
-    {"RCPT", &Session::cmd_rcpt, 0},
-    {"DATA", &Session::cmd_data, kSyncCheck},
-    {"RSET", &Session::cmd_rset, kBeforeTls},
-    {"NOOP", &Session::cmd_noop, kBeforeTls},
-    {"VRFY", &Session::cmd_vrfy, 0},
-    {"HELP", &Session::cmd_help, kBeforeTls},
-    {"QUIT", &Session::cmd_quit, kBeforeTls},
+    {"EHLO", "ehlo", &Session::cmd_ehlo, kBeforeTls | kSyncCheck},
+    {"HELO", "helo", &Session::cmd_helo, kBeforeTls | kSyncCheck},
+    {"STARTTLS", "starttls", &Session::cmd_starttls, kBeforeTls},
+    {"AUTH", "auth", &Session::cmd_auth, 0},
+    {"MAIL", "mail", &Session::cmd_mail, 0},
+    {"RCPT", "rcpt", &Session::cmd_rcpt, 0},
+    {"DATA", "data", &Session::cmd_data, kSyncCheck},
+    {"RSET", "rset", &Session::cmd_rset, kBeforeTls},
+    {"NOOP", "noop", &Session::cmd_noop, kBeforeTls},
+    {"VRFY", "vrfy", &Session::cmd_vrfy, 0},
+    {"HELP", "help", &Session::cmd_help, kBeforeTls},
+    {"QUIT", "quit", &Session::cmd_quit, kBeforeTls},
 };
 
 // The administrator's ordered list for this listener and TLS state (auth.mechanisms,
@@ -222,7 +246,8 @@ std::string Session::advertised_mechanisms() const {
 
 asio::awaitable<void> Session::sync_error() {
   reply(554, "5.5.0", "Error: SMTP protocol synchronization");
-  log::info(id_).kv("event", "sync-error").kv("ip", stream_.remote_ip()).kv("state", static_cast<int>(state_));
+  log::warn(id_).kv("event", "sync-error").kv("outcome", "rejected").kv("reason", "pipelining").kv("ip", stream_.remote_ip())
+      .kv("state", static_cast<int>(state_));
   closing_ = true;
   co_return;
 }
@@ -273,7 +298,14 @@ asio::awaitable<void> Session::run() {
         count("unknown", false);
       } else {
         while (!raw.empty() && (raw.back() == '\n' || raw.back() == '\r')) raw.pop_back();
-        co_await dispatch(raw);
+        // RFC 5321 §4.1: commands are printable US-ASCII; a NUL, a bare CR or another control
+        // character inside a command is a syntax error, never passed to a handler.
+        if (std::any_of(raw.begin(), raw.end(), [](char ch) { return (ch >= 0 && ch < 0x20 && ch != '\t') || ch == 0x7f; })) {
+          command_ = "unknown";
+          refuse(501, "5.5.2", "Syntax error: control character in command", "control-character");
+        } else {
+          co_await dispatch(raw);
+        }
       }
     }
     if (!closing_ && srv_.stopping()) {
@@ -288,11 +320,12 @@ asio::awaitable<void> Session::run() {
       break;
     }
   }
-  if (closing_ && reason == "quit" && errors_ > 0 && stats_[11].total == 0) reason = "closed-by-server";
+  if (closing_ && reason == "quit" && errors_ > 0 && total_of("quit") == 0) reason = "closed-by-server";
   co_await stream_.flush(kWriteTimeout);
   co_await stream_.shutdown(2s);
   auto line = log::info(id_);
-  line.kv("event", "disconnect").kv("reason", reason).kv("ip", stream_.remote_ip());
+  line.kv("event", "disconnect").kv("reason", reason).kv("ip", stream_.remote_ip()).kv("proto", "smtp")
+      .kv("user", auth_user_.empty() ? std::string("-") : auth_user_);
   for (const auto& s : stats_) {
     if (s.total == 0) continue;
     line.kv(s.name, s.ok == s.total ? std::to_string(s.total) : std::to_string(s.ok) + "/" + std::to_string(s.total));
@@ -303,24 +336,19 @@ asio::awaitable<void> Session::dispatch(std::string_view line) {
   std::string_view keyword = line.substr(0, line.find(' '));
   std::string_view args = keyword.size() < line.size() ? line.substr(keyword.size() + 1) : std::string_view();
   std::string name = upper(keyword);
+  command_ = "unknown";
   for (const auto& c : kCommands) {
     if (c.name != name) continue;
-    if (tls_required_now() && !(c.flags & kBeforeTls)) {
-      reply(530, "5.7.0", "Must issue a STARTTLS command first");
-      std::string lower_name(c.name);
-      for (auto& ch : lower_name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      for (auto& s : stats_)
-        if (s.name == lower_name) ++s.total;
-      co_return;
-    }
+    command_ = c.log_name;
+    if (tls_required_now() && !(c.flags & kBeforeTls))
+      co_return refuse(530, "5.7.0", "Must issue a STARTTLS command first", "tls-required");
     // RFC 2920 §3.1: EHLO/HELO and DATA end a pipelined group; an unauthenticated client that
     // sends on without waiting for the reply is refused (Postfix smtpd_forbid_unauth_pipelining).
     if ((c.flags & kSyncCheck) && auth_user_.empty() && stream_.has_pending_input()) co_return co_await sync_error();
     co_await (this->*c.handler)(args);
     co_return;
   }
-  count("unknown", false);
-  reply(500, "5.5.2", "Error: command not recognized");
+  refuse(500, "5.5.2", "Error: command not recognized", "unknown-command");
 }
 
 asio::awaitable<void> Session::greet(std::string_view args, bool extended) {
@@ -353,16 +381,13 @@ asio::awaitable<void> Session::cmd_helo(std::string_view args) { co_await greet(
 
 asio::awaitable<void> Session::cmd_starttls(std::string_view args) {
   if (!args.empty()) {
-    count("starttls", false);
-    co_return reply(501, "5.5.4", "Syntax: STARTTLS");
+    co_return refuse(501, "5.5.4", "Syntax: STARTTLS", "syntax");
   }
   if (stream_.is_tls()) {
-    count("starttls", false);
-    co_return reply(503, "5.5.1", "Error: TLS already active");
+    co_return refuse(503, "5.5.1", "Error: TLS already active", "bad-sequence");
   }
   if (!starttls_available()) {
-    count("starttls", false);
-    co_return reply(502, "5.5.1", "Error: command not implemented");
+    co_return refuse(502, "5.5.1", "Error: command not implemented", "not-implemented");
   }
   count("starttls", true);
   reply(220, "2.0.0", "Ready to start TLS");
@@ -389,8 +414,8 @@ asio::awaitable<void> Session::auth_failed(std::string_view mech, std::string_vi
   count("auth", false);
   if (why == "tempfail") co_return reply(454, "4.7.0", "Temporary authentication failure");
   int64_t failures = co_await srv_.auth.failed(stream_.remote_ip());
-  log::info(id_).kv("event", "auth").kv("mech", mech).kv("outcome", "failed").kv("reason", why)
-      .kv("ip", stream_.remote_ip()).kv("login", login).kv("tls", stream_.is_tls()).kv("failures", failures);
+  log::warn(id_).kv("event", "auth").kv("outcome", "failed").kv("reason", why).kv("ip", stream_.remote_ip())
+      .kv("proto", "smtp").kv("mech", mech).kv("login", login).kv("tls", stream_.is_tls()).kv("failures", failures);
   reply(535, "5.7.8", "Error: authentication failed");
 }
 
@@ -399,7 +424,8 @@ asio::awaitable<void> Session::auth_succeeded(const std::string& user, std::stri
   srv_.auth.succeeded(stream_.remote_ip());
   auth_user_ = user;
   auth_mech_ = std::string(mech);
-  log::info(id_).kv("event", "auth").kv("mech", mech).kv("outcome", "ok").kv("user", user).kv("ip", stream_.remote_ip())
+  log::info(id_).kv("event", "auth").kv("outcome", "ok").kv("ip", stream_.remote_ip()).kv("proto", "smtp").kv("mech", mech)
+      .kv("user", user)
       .kv("tls", stream_.is_tls() ? stream_.tls_description() : "no");
   reply(235, "2.7.0", "Authentication successful");
   co_return;
@@ -408,28 +434,23 @@ asio::awaitable<void> Session::auth_succeeded(const std::string& user, std::stri
 asio::awaitable<void> Session::cmd_auth(std::string_view args) {
   // Checks first (RFC 4954 §4): state, then mechanism, then TLS policy.
   if (state_ == State::Connected || !esmtp_) {
-    count("auth", false);
-    co_return reply(503, "5.5.1", "Error: send EHLO first");
+    co_return refuse(503, "5.5.1", "Error: send EHLO first", "bad-sequence");
   }
   if (!auth_user_.empty()) {
-    count("auth", false);
-    co_return reply(503, "5.5.1", "Error: already authenticated");
+    co_return refuse(503, "5.5.1", "Error: already authenticated", "bad-sequence");
   }
   if (state_ != State::Greeted) {
-    count("auth", false);
-    co_return reply(503, "5.5.1", "Error: MAIL transaction in progress");
+    co_return refuse(503, "5.5.1", "Error: MAIL transaction in progress", "bad-sequence");
   }
   std::string_view mech_name = args.substr(0, args.find(' '));
   std::string_view rest = mech_name.size() < args.size() ? args.substr(mech_name.size() + 1) : std::string_view();
   if (mech_name.empty() || rest.find(' ') != std::string_view::npos) {
-    count("auth", false);
-    co_return reply(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
+    co_return refuse(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]", "syntax");
   }
   auto mech = sasl::make_mechanism(mech_name, sasl_context());
   const auto offered = offered_mechanisms();
   if (!mech) {
-    count("auth", false);
-    co_return reply(504, "5.5.4", "Unrecognized authentication type");
+    co_return refuse(504, "5.5.4", "Unrecognized authentication type", "unknown-mechanism");
   }
   if (std::find(offered.begin(), offered.end(), mech->name()) == offered.end()) {
     count("auth", false);
@@ -447,8 +468,7 @@ asio::awaitable<void> Session::cmd_auth(std::string_view args) {
     } else {
       initial = sasl::base64_decode(rest);
       if (!initial) {
-        count("auth", false);
-        co_return reply(501, "5.5.2", "Error: invalid base64 data");
+        co_return refuse(501, "5.5.2", "Error: invalid base64 data", "bad-base64");
       }
     }
   }
@@ -460,8 +480,7 @@ asio::awaitable<void> Session::cmd_auth(std::string_view args) {
       if (!co_await flush()) co_return;
       auto [ec, raw] = co_await stream_.read_line(kMaxSaslResponse, std::chrono::seconds(srv_.cfg.smtpd.command_timeout_seconds));
       if (ec == net::errc::line_too_long) {
-        count("auth", false);
-        co_return reply(500, "5.5.6", "Error: authentication exchange line is too long");
+        co_return refuse(500, "5.5.6", "Error: authentication exchange line is too long", "syntax");
       }
       if (ec) {
         closing_ = true;
@@ -470,13 +489,12 @@ asio::awaitable<void> Session::cmd_auth(std::string_view args) {
       while (!raw.empty() && (raw.back() == '\n' || raw.back() == '\r')) raw.pop_back();
       if (raw == "*") {
         count("auth", false);
-        log::info(id_).kv("event", "auth").kv("mech", mname).kv("outcome", "aborted").kv("ip", stream_.remote_ip());
+        event_line(log::Level::Info, "aborted", "client-cancelled").kv("proto", "smtp").kv("mech", mname);
         co_return reply(501, "5.7.0", "Authentication aborted");
       }
       auto decoded = sasl::base64_decode(raw);
       if (!decoded) {
-        count("auth", false);
-        co_return reply(501, "5.5.2", "Error: invalid base64 data");
+        co_return refuse(501, "5.5.2", "Error: invalid base64 data", "bad-base64");
       }
       step = mech->step(*decoded);
     } else if (auto* vp = std::get_if<sasl::VerifyPassword>(&step)) {
@@ -501,7 +519,8 @@ asio::awaitable<void> Session::cmd_auth(std::string_view args) {
       const auto& f = std::get<sasl::Failure>(step);
       if (f.kind != sasl::Failure::Kind::BadCredentials) {
         count("auth", false);
-        log::info(id_).kv("event", "auth").kv("mech", mname).kv("outcome", "malformed").kv("reason", f.reason);
+        event_line(log::Level::Info, "malformed", f.reason.empty() ? std::string_view("malformed") : std::string_view(f.reason))
+            .kv("proto", "smtp").kv("mech", mname);
         co_return reply(501, "5.5.2", "Error: malformed authentication response");
       }
       // No temporary std::string inside co_await: g++ 12 destroys such temporaries twice.
@@ -539,17 +558,14 @@ Session::Relay Session::relay_permission() {
 
 asio::awaitable<void> Session::cmd_mail(std::string_view args) {
   if (state_ == State::Connected) {
-    count("mail", false);
-    co_return reply(503, "5.5.1", "Error: send HELO/EHLO first");
+    co_return refuse(503, "5.5.1", "Error: send HELO/EHLO first", "bad-sequence");
   }
   if (state_ != State::Greeted) {
-    count("mail", false);
-    co_return reply(503, "5.5.1", "Error: nested MAIL command");
+    co_return refuse(503, "5.5.1", "Error: nested MAIL command", "bad-sequence");
   }
   auto parsed = parse_path_arg(args, "FROM:", true);
   if (!parsed.path) {
-    count("mail", false);
-    co_return reply(501, "5.1.7", "Bad sender address syntax: " + parsed.error->text);
+    co_return refuse(501, "5.1.7", "Bad sender address syntax: " + parsed.error->text, "syntax");
   }
   uint64_t size = 0;
   for (const auto& [key, value] : parsed.path->params) {
@@ -557,64 +573,55 @@ asio::awaitable<void> Session::cmd_mail(std::string_view args) {
       // RFC 1870 §6: a declared size over the limit is refused at MAIL.
       bool digits = !value.empty() && value.size() <= 19 && value.find_first_not_of("0123456789") == std::string::npos;
       if (!digits) {
-        count("mail", false);
-        co_return reply(501, "5.5.4", "Bad SIZE parameter");
+        co_return refuse(501, "5.5.4", "Bad SIZE parameter", "syntax");
       }
       size = std::stoull(value);
       if (size > static_cast<uint64_t>(srv_.cfg.smtpd.max_message_size)) {
-        count("mail", false);
-        co_return reply(552, "5.3.4", "Message size exceeds fixed limit");
+        co_return refuse(552, "5.3.4", "Message size exceeds fixed limit", "declared-size-too-big");
       }
     } else if (key == "BODY") {
       std::string v = upper(value);
       if (v != "7BIT" && v != "8BITMIME") {
-        count("mail", false);
-        co_return reply(501, "5.5.4", "Bad BODY parameter");
+        co_return refuse(501, "5.5.4", "Bad BODY parameter", "syntax");
       }
     } else if (key == "AUTH") {
       // RFC 4954 §5: accepted and not trusted (we never relay on its say-so).
     } else {
-      count("mail", false);
-      co_return reply(555, "5.5.4", "Unsupported option: " + printable(key, 32));
+      co_return refuse(555, "5.5.4", "Unsupported option: " + printable(key, 32), "unsupported-option");
     }
   }
   // RFC 6409 §4.3 / RFC 8314: submission ports take mail only from authorized clients.
   if (submission()) {
     Relay r = relay_permission();
     if (r == Relay::TempFail) {
-      count("mail", false);
-      co_return reply(451, "4.3.0", "Temporary lookup failure");
+      co_return refuse(451, "4.3.0", "Temporary lookup failure", "database");
     }
     if (r == Relay::Denied) {
-      count("mail", false);
-      co_return reply(530, "5.7.0", "Authentication required");
+      co_return refuse(530, "5.7.0", "Authentication required", "auth-required", log::Level::Warning);
     }
   }
   count("mail", true);
   from_ = std::move(parsed.path);
   declared_size_ = size;
   state_ = State::Mail;
-  log::info(id_).kv("event", "mail").kv("from", from_->null ? "<>" : from_->mailbox.text()).kv("size", size);
+  log::info(id_).kv("event", "mail").kv("outcome", "accepted").kv("ip", stream_.remote_ip())
+      .kv("from", from_->null ? "<>" : from_->mailbox.text()).kv("size", size);
   reply(250, "2.1.0", "Ok");
 }
 
 asio::awaitable<void> Session::cmd_rcpt(std::string_view args) {
   if (state_ != State::Mail && state_ != State::Rcpt) {
-    count("rcpt", false);
-    co_return reply(503, "5.5.1", "Error: need MAIL command");
+    co_return refuse(503, "5.5.1", "Error: need MAIL command", "bad-sequence");
   }
   auto parsed = parse_path_arg(args, "TO:", false);
   if (!parsed.path) {
-    count("rcpt", false);
-    co_return reply(501, "5.1.3", "Bad recipient address syntax: " + parsed.error->text);
+    co_return refuse(501, "5.1.3", "Bad recipient address syntax: " + parsed.error->text, "syntax");
   }
   if (!parsed.path->params.empty()) {
-    count("rcpt", false);
-    co_return reply(555, "5.5.4", "Unsupported option: " + printable(parsed.path->params.front().first, 32));
+    co_return refuse(555, "5.5.4", "Unsupported option: " + printable(parsed.path->params.front().first, 32), "unsupported-option");
   }
   if (rcpts_.size() >= static_cast<size_t>(srv_.cfg.smtpd.max_recipients)) {
-    count("rcpt", false);
-    co_return reply(452, "4.5.3", "Error: too many recipients");
+    co_return refuse(452, "4.5.3", "Error: too many recipients", "too-many-recipients");
   }
   Rcpt r{parsed.path->mailbox, false, {}};
   const std::string addr = r.mailbox.text();
@@ -627,38 +634,38 @@ asio::awaitable<void> Session::cmd_rcpt(std::string_view args) {
       if (valid_name) user = srv_.db.find_user(authdb::canonical_user_name(r.mailbox.local));
     } catch (const authdb::Error& e) {
       log::error(id_).kv("event", "rcpt-lookup-failed").kv("error", e.what());
-      count("rcpt", false);
-      co_return reply(451, "4.3.0", "<" + printable(addr) + ">: Temporary lookup failure");
+      co_return refuse(451, "4.3.0", "<" + printable(addr) + ">: Temporary lookup failure", "database");
     }
     if (!user || !user->enabled) {
       count("rcpt", false);
-      log::info(id_).kv("event", "rcpt").kv("to", addr).kv("outcome", "rejected").kv("reason", "unknown-user");
+      event_line(log::Level::Info, "rejected", "unknown-user").kv("to", addr);
       co_return reply(550, "5.1.1", "<" + printable(addr) + ">: Recipient address rejected: User unknown in local recipient table");
     }
     r.local = true;
     r.user = user->name;
   } else {
-    // Issue 5: without a smarthost the gateway never relays (it is no Internet MTA).
-    if (!srv_.cfg.smarthost.configured()) {
-      count("rcpt", false);
-      log::info(id_).kv("event", "rcpt").kv("to", addr).kv("outcome", "rejected").kv("reason", "no-smarthost")
-          .kv("ip", stream_.remote_ip());
-      co_return reply(550, "5.7.1", "<" + printable(addr) + ">: Relay access denied: no smarthost is configured");
-    }
+    // Unauthorized clients learn nothing about the configuration: 554 whether or not a
+    // smarthost exists; "no smarthost" is only for clients that would have been allowed.
     Relay rel = relay_permission();
     if (rel == Relay::TempFail) {
       count("rcpt", false);
+      event_line(log::Level::Error, "tempfail", "database").kv("to", addr);
       co_return reply(451, "4.3.0", "<" + printable(addr) + ">: Temporary lookup failure");
     }
     if (rel == Relay::Denied) {
       count("rcpt", false);
-      log::info(id_).kv("event", "rcpt").kv("to", addr).kv("outcome", "rejected").kv("reason", "relay-denied")
-          .kv("ip", stream_.remote_ip());
+      event_line(log::Level::Warning, "rejected", "relay-denied").kv("to", addr);
       co_return reply(554, "5.7.1", "<" + printable(addr) + ">: Relay access denied");
+    }
+    // Issue 5: without a smarthost the gateway never relays (it is no Internet MTA).
+    if (!srv_.cfg.smarthost.configured()) {
+      count("rcpt", false);
+      event_line(log::Level::Warning, "rejected", "no-smarthost").kv("to", addr).kv("by", relay_by_);
+      co_return reply(550, "5.7.1", "<" + printable(addr) + ">: Relay access denied: no smarthost is configured");
     }
   }
   count("rcpt", true);
-  log::info(id_).kv("event", "rcpt").kv("to", addr).kv("outcome", "accepted").kv("local", r.local)
+  log::info(id_).kv("event", "rcpt").kv("outcome", "accepted").kv("ip", stream_.remote_ip()).kv("to", addr).kv("local", r.local)
       .kv("by", r.local ? std::string("local") : relay_by_);
   rcpts_.push_back(std::move(r));
   state_ = State::Rcpt;
@@ -667,12 +674,10 @@ asio::awaitable<void> Session::cmd_rcpt(std::string_view args) {
 
 asio::awaitable<void> Session::cmd_data(std::string_view args) {
   if (!args.empty()) {
-    count("data", false);
-    co_return reply(501, "5.5.4", "Syntax: DATA");
+    co_return refuse(501, "5.5.4", "Syntax: DATA", "syntax");
   }
   if (state_ != State::Rcpt) {
-    count("data", false);
-    co_return reply(503, "5.5.1", state_ == State::Mail ? "Error: need RCPT command" : "Error: need MAIL command");
+    co_return refuse(503, "5.5.1", state_ == State::Mail ? "Error: need RCPT command" : "Error: need MAIL command", "bad-sequence");
   }
   reply(354, "", "End data with <CR><LF>.<CR><LF>");
   if (!co_await flush()) co_return;
@@ -743,6 +748,13 @@ asio::awaitable<void> Session::cmd_data(std::string_view args) {
         co_return;
       }
     }
+  }
+  // RFC 2920 §3.1: without PIPELINING (a HELO session) the client must wait for the reply to
+  // the final dot; bytes already behind it are a synchronization error like the other sync points.
+  if (!esmtp_ && auth_user_.empty() && stream_.has_pending_input()) {
+    count("data", false);
+    reset_transaction();
+    co_return co_await sync_error();
   }
   if (too_big) {
     count("data", false);
@@ -845,8 +857,7 @@ asio::awaitable<void> Session::deliver(std::shared_ptr<const std::string> body) 
 
 asio::awaitable<void> Session::cmd_rset(std::string_view args) {
   if (!args.empty()) {
-    count("rset", false);
-    co_return reply(501, "5.5.4", "Syntax: RSET");
+    co_return refuse(501, "5.5.4", "Syntax: RSET", "syntax");
   }
   count("rset", true);
   reset_transaction();
@@ -861,8 +872,7 @@ asio::awaitable<void> Session::cmd_noop(std::string_view) {
 
 asio::awaitable<void> Session::cmd_vrfy(std::string_view args) {
   if (args.empty()) {
-    count("vrfy", false);
-    co_return reply(501, "5.5.4", "Syntax: VRFY address");
+    co_return refuse(501, "5.5.4", "Syntax: VRFY address", "syntax");
   }
   count("vrfy", true);
   // RFC 5321 §3.5.3: 252 neither confirms nor denies, so names cannot be harvested.

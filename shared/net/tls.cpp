@@ -24,6 +24,8 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "shared/log.h"
+
 namespace rg::net {
 namespace {
 
@@ -228,6 +230,18 @@ void ensure_self_signed_certificate(const std::string& cert_file, const std::str
         }
     write_file(key_file, key_pem, 0600);
     write_file(cert_file, cert_pem, 0644);
+    // Issue 9: every generation is logged with the paths and the fingerprint clients will see.
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    std::string fingerprint;
+    if (X509_digest(cert.get(), EVP_sha256(), md, &md_len) == 1)
+        for (unsigned int i = 0; i < md_len; ++i) {
+            char hex[4];
+            std::snprintf(hex, sizeof hex, i ? ":%02X" : "%02X", md[i]);
+            fingerprint += hex;
+        }
+    log::warn().kv("event", "tls-generated").kv("certificate", cert_file).kv("private_key", key_file)
+        .kv("sha256", fingerprint).kv("hostname", hostname).msg("self-signed certificate made: replace it with a real one");
 }
 
 std::shared_ptr<ssl::context> make_client_tls_context(const std::optional<std::string>& ca_file,
