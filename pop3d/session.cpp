@@ -400,7 +400,7 @@ asio::awaitable<void> Session::login_failed(const char* method, std::string_view
   }
   // Escalating delay per client network, shared with smtpd through authdb (shared/auth.h).
   const int64_t failures = co_await srv_.auth.failed(stream_.remote_ip());
-  log::warn(id_).kv("event", "auth").kv("outcome", "failed").kv("reason", why).kv("ip", stream_.remote_ip())
+  log::warn(id_).kv("event", "auth").kv("outcome", "failed").kv("reason", log::token(why)).kv("ip", stream_.remote_ip())
       .kv("proto", "pop3").kv("mech", mech_of(method)).kv("login", login_name).kv("tls", stream_.is_tls()).kv("failures", failures);
   err("[AUTH] Authentication failed");
 }
@@ -528,7 +528,7 @@ asio::awaitable<void> Session::cmd_auth(std::string_view args) {
     } else {
       const auto& f = std::get<sasl::Failure>(step);
       if (f.kind == sasl::Failure::Kind::Malformed) {
-        log::info(id_).kv("event", "auth").kv("outcome", "malformed").kv("reason", f.reason.empty() ? std::string("malformed") : f.reason)
+        log::info(id_).kv("event", "auth").kv("outcome", "malformed").kv("reason", log::token(f.reason))
             .kv("ip", stream_.remote_ip()).kv("proto", "pop3").kv("mech", mech_name);
         co_return err("[AUTH] Malformed authentication response");
       }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -69,6 +70,19 @@ const char* level_name(Level l) {
 
 void set_program(std::string_view name) { g_program = std::string(name); }
 void set_min_level(Level level) { g_min_level = static_cast<int>(level); }
+
+std::string token(std::string_view text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '.' || c == '_') {
+      out += static_cast<char>(std::tolower(c));
+    } else if (!out.empty() && out.back() != '-') {
+      out += '-';
+    }
+  }
+  while (!out.empty() && out.back() == '-') out.pop_back();
+  return out.empty() ? "unknown" : out;
+}
 
 std::string quote_value(std::string_view v) {
   bool plain = !v.empty();

@@ -53,6 +53,10 @@ inline Line warn(std::string_view session = {}) { return Line(Level::Warning, se
 inline Line error(std::string_view session = {}) { return Line(Level::Error, session); }
 inline Line debug(std::string_view session = {}) { return Line(Level::Debug, session); }
 
+// A reason= value as one bare token ("DIGEST-MD5: response mismatch" → "digest-md5-response-mismatch"):
+// refusal lines keep `reason=` free of spaces and quotes so filters can match `reason=\S+ ip=`.
+std::string token(std::string_view text);
+
 // Escapes a value for a key=value field (exposed for tests).
 std::string quote_value(std::string_view value);
 

@@ -145,7 +145,7 @@ class Session final : public Drainable {
   // reason= ip=` first, so client-supplied values the caller adds come after them.
   log::Line event_line(log::Level level, std::string_view outcome, std::string_view reason) const {
     log::Line line(level, id_);
-    line.kv("event", command_).kv("outcome", outcome).kv("reason", reason).kv("ip", stream_.remote_ip());
+    line.kv("event", command_).kv("outcome", outcome).kv("reason", log::token(reason)).kv("ip", stream_.remote_ip());
     return line;
   }
   // Every refusal: counted against the command, logged with its reason, then the reply.
@@ -414,7 +414,7 @@ asio::awaitable<void> Session::auth_failed(std::string_view mech, std::string_vi
   count("auth", false);
   if (why == "tempfail") co_return reply(454, "4.7.0", "Temporary authentication failure");
   int64_t failures = co_await srv_.auth.failed(stream_.remote_ip());
-  log::warn(id_).kv("event", "auth").kv("outcome", "failed").kv("reason", why).kv("ip", stream_.remote_ip())
+  log::warn(id_).kv("event", "auth").kv("outcome", "failed").kv("reason", log::token(why)).kv("ip", stream_.remote_ip())
       .kv("proto", "smtp").kv("mech", mech).kv("login", login).kv("tls", stream_.is_tls()).kv("failures", failures);
   reply(535, "5.7.8", "Error: authentication failed");
 }

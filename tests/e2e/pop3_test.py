@@ -365,8 +365,8 @@ class PlaintextPolicy(unittest.TestCase):
         p.user(user)
         p.pass_(pw)
         p.quit()
-        PLAIN.wait_log("pop3d", r"event=login method=pop3 outcome=failed reason=bad-password ip=127\.0\.0\.21 .*failures=1$")
-        PLAIN.wait_log("pop3d", r"event=login method=pop3 outcome=failed reason=unknown-user ip=127\.0\.0\.21 .*failures=2$")
+        PLAIN.wait_log("pop3d", r"event=auth outcome=failed reason=bad-password ip=127\.0\.0\.21 proto=pop3 mech=USER .*failures=1$")
+        PLAIN.wait_log("pop3d", r"event=auth outcome=failed reason=unknown-user ip=127\.0\.0\.21 proto=pop3 mech=USER .*failures=2$")
 
     def test_failed_login_delay_escalates(self):
         with Gateway({"auth": {"allow_plaintext_without_tls": True, "failure_delay_max_ms": 1000},
@@ -489,7 +489,7 @@ class Grants(unittest.TestCase):
             self.assertEqual([g["ip"] for g in gw.grants()], ["127.0.0.2"])
             st = gw.wait_for(lambda: (gw.status() or {}).get("grants"), what="status file")
             self.assertEqual([g["ip"] for g in st], ["127.0.0.2"])
-            gw.wait_log("pop3d", r"event=login method=pop3 outcome=ok user=%s ip=127\.0\.0\.2 " % user)
+            gw.wait_log("pop3d", r"event=auth outcome=ok ip=127\.0\.0\.2 proto=pop3 mech=USER user=%s " % user)
 
 
 class Maildrop(unittest.TestCase):
@@ -747,8 +747,8 @@ class Protocol(unittest.TestCase):
             self.assertEqual(c.cmd("*"), "-ERR [AUTH] Authentication cancelled")
             self.assertTrue(c.cmd("AUTH LOGIN").startswith("+ "))
             self.assertEqual(c.cmd("*"), "-ERR [AUTH] Authentication cancelled")
-            self.assertTrue(c.cmd("AUTH CRAM-MD5").startswith("+ "))
-            self.assertEqual(c.cmd("*"), "-ERR [AUTH] Authentication cancelled")
+            # Not in this listener's auth.mechanisms_without_tls (PLAIN LOGIN): refused, session goes on.
+            self.assertEqual(c.cmd("AUTH CRAM-MD5"), "-ERR Unsupported authentication mechanism")
             self.assertEqual(c.cmd("AUTH PLAIN"), "+ ")
             self.assertEqual(c.cmd("!!notbase64"), "-ERR [AUTH] Invalid base64 in response")
             self.assertEqual(c.cmd("AUTH PLAIN ab=c"), "-ERR [AUTH] Invalid base64 in initial response")
@@ -759,7 +759,7 @@ class Protocol(unittest.TestCase):
             self.assertEqual(c.cmd("AUTH PLAIN"), "+ ")
             self.assertTrue(c.cmd(ir).startswith("+OK"))
             c.cmd("QUIT")
-        lines = PLAIN.wait_log("pop3d", r"event=login method=pop3-sasl mech=\S+ outcome=aborted", count=3)
+        lines = PLAIN.wait_log("pop3d", r"event=auth outcome=aborted reason=client-cancelled ip=\S+ proto=pop3 mech=\S+", count=2)
         self.assertTrue(lines)
 
     def test_bare_auth_lists_mechanisms(self):
@@ -900,16 +900,13 @@ class Curl(unittest.TestCase):
     def test_sasl_cram_md5_plain(self):
         self.retrieve(self.plain, "--login-options", "AUTH=CRAM-MD5")
 
-    def test_sasl_cram_md5_pop3s_when_asked(self):
-        # Not advertised inside TLS (curl will not pick it), but accepted when a client asks.
+    def test_cram_md5_not_listed_is_refused_inside_tls(self):
+        # auth.mechanisms is the administrator's choice (issue 9): by default PLAIN LOGIN inside
+        # TLS, and a mechanism that is not listed is neither offered nor accepted.
         with LineClient.open(STRICT.port("pop3d", tls="implicit"), tls=True) as c:
             self.assertTrue(c.line().startswith("+OK"))
-            challenge = c.cmd("AUTH CRAM-MD5")
-            self.assertTrue(challenge.startswith("+ "), challenge)
-            digest = hmac.new(self.pw.encode(), base64.b64decode(challenge[2:]), hashlib.md5).hexdigest()
-            reply = c.cmd(base64.b64encode(("%s %s" % (self.user, digest)).encode()).decode())
-            self.assertTrue(reply.startswith("+OK Logged in"), reply)
-            c.cmd("QUIT")
+            self.assertEqual(c.cmd("AUTH CRAM-MD5"), "-ERR Unsupported authentication mechanism")
+            self.assertTrue(c.cmd("QUIT").startswith("+OK"))
 
     def test_user_pass_pop3s_and_list(self):
         rc, out, err = retry_curl(lambda: self.curl(self.pop3s, self.user, self.pw, "-k"))
@@ -937,6 +934,36 @@ def retry_curl(fn, timeout=5.0):
 
 
 @unittest.skipUnless(shutil.which("fetchmail"), "fetchmail not installed")
+class ListedMechanisms(unittest.TestCase):
+    """auth.mechanisms lists CRAM-MD5 ("encrypted password" mailers over STLS): Perl Net::POP3
+    picks it from CAPA's SASL line by itself, and logs in."""
+
+    def test_net_pop3_picks_cram_md5_from_capa(self):
+        perl = shutil.which("perl")
+        if not perl:
+            raise unittest.SkipTest("perl is not installed")
+        with Gateway({"auth": {"mechanisms": ["CRAM-MD5", "PLAIN"], "failure_delay_max_ms": FAILURE_DELAY_MAX_MS},
+                      "pop3d": {"listen": [listener("starttls")]}}, check_exit=True) as gw:
+            gw.start("pop3d")
+            gw.add_user("carol", "carol-legacy-pw", legacy=True)
+            script = r"""
+use strict; use Net::POP3; use IO::Socket::SSL;
+my ($port, $user, $pw) = @ARGV;
+my $p = Net::POP3->new("127.0.0.1", Port => $port, Timeout => 15) or die "connect: $@";
+$p->starttls(SSL_verify_mode => IO::Socket::SSL::SSL_VERIFY_NONE()) or die "starttls failed";
+my $caps = $p->capa; print "SASL $caps->{SASL}\n";
+$p->auth($user, $pw) or die "auth failed: " . $p->message;
+print "OK\n"; $p->quit;
+"""
+            r = subprocess.run([perl, "-e", script, str(gw.port("pop3d")), "carol", "carol-legacy-pw"],
+                               capture_output=True, timeout=60)
+            if b"Can't locate" in r.stderr:
+                raise unittest.SkipTest(r.stderr.decode())
+            self.assertEqual(r.returncode, 0, r.stderr.decode() + r.stdout.decode())
+            self.assertIn(b"SASL CRAM-MD5 PLAIN", r.stdout)
+            gw.wait_log("pop3d", r"event=auth outcome=ok ip=127\.0\.0\.1 proto=pop3 mech=CRAM-MD5 user=carol ")
+
+
 class Fetchmail(unittest.TestCase):
     def fetch(self, port, user, pw, *args):
         home = tempfile.mkdtemp(prefix="rg-fetchmail-")
@@ -964,7 +991,7 @@ class Fetchmail(unittest.TestCase):
         self.assertIn(b"Subject: fetchmail apop", data)
         self.assertIn(b"via APOP", data)
         self.assertEqual(STRICT.messages(user, "new") + STRICT.messages(user, "cur"), [])  # not kept
-        STRICT.wait_log("pop3d", r"event=login method=apop outcome=ok user=%s " % user)
+        STRICT.wait_log("pop3d", r"event=auth outcome=ok ip=\S+ proto=pop3 mech=APOP user=%s " % user)
 
     def test_ssl(self):
         user, pw = new_user(STRICT)
@@ -973,7 +1000,7 @@ class Fetchmail(unittest.TestCase):
         self.assertEqual(rc, 0, log)
         self.assertIn(b"via POP3S", data)
         self.assertEqual(len(STRICT.messages(user, "cur")), 1)  # kept, marked seen
-        STRICT.wait_log("pop3d", r"event=login method=pop3 outcome=ok user=%s .*tls=\"TLSv1\.[23] " % user)
+        STRICT.wait_log("pop3d", r"event=auth outcome=ok ip=\S+ proto=pop3 mech=USER user=%s .*tls=\"TLSv1\.[23] " % user)
 
 
 if __name__ == "__main__":

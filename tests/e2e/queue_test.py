@@ -698,7 +698,14 @@ class Admin(QueueBase):
                 self.assertIn(b"no smarthost", msg)
                 code, _ = s.rcpt("alice@example.test")  # local mail still works
                 self.assertEqual(code, 250)
-            gw.wait_log("smtpd", r"event=rcpt to=far@remote.test outcome=rejected reason=no-smarthost")
+            gw.wait_log("smtpd", r"event=rcpt outcome=rejected reason=no-smarthost ip=127\.0\.0\.1 to=far@remote.test")
+            # An unauthorized client learns nothing about the configuration (issue 9): plain 554.
+            with smtplib.SMTP("127.0.0.1", gw.port("smtpd", mode="relay"), timeout=T) as s:
+                s.ehlo("probe.test")
+                s.mail("x@probe.test")
+                code, msg = s.rcpt("far@remote.test")
+                self.assertEqual((code, msg), (554, b"5.7.1 <far@remote.test>: Relay access denied"))
+            gw.wait_log("smtpd", r"event=rcpt outcome=rejected reason=relay-denied ip=127\.0\.0\.1 to=far@remote.test")
             gw.wait_log("smtpd", r"event=disconnect")  # no session left when the daemon is stopped
 
 
