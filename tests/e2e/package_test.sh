@@ -32,6 +32,19 @@ for f in /usr/sbin/relaygate-pop3d /usr/sbin/relaygate-smtpd /usr/bin/relaygatec
          /etc/relaygate/tls/cert.pem /etc/relaygate/tls/key.pem; do
   [ -e "$f" ] || fail "$f missing after install"
 done
+# The four man pages, gzipped (checked in the package: an image's dpkg path-exclude may drop
+# /usr/share/man on disk), and the fail2ban example, a disabled jail plus its filter (conffiles).
+contents=$(dpkg-deb -c "$deb")
+for m in man8/relaygatectl.8.gz man8/relaygate-smtpd.8.gz man8/relaygate-pop3d.8.gz man5/relaygate.json.5.gz; do
+  grep -q " \./usr/share/man/$m\$" <<<"$contents" || fail "man page $m not in the package"
+done
+for f in /etc/fail2ban/filter.d/relaygate.conf /etc/fail2ban/jail.d/relaygate.conf \
+         /usr/share/doc/relaygate/examples/fail2ban/filter.d/relaygate.conf \
+         /usr/share/doc/relaygate/examples/fail2ban/jail.d/relaygate.conf; do
+  [ -e "$f" ] || fail "$f missing after install"
+done
+dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | grep -qx /etc/fail2ban/jail.d/relaygate.conf || fail "fail2ban jail is not a conffile"
+grep -qx 'enabled = false' /etc/fail2ban/jail.d/relaygate.conf || fail "the fail2ban jail is not disabled"
 getent passwd relaygate >/dev/null || fail "no relaygate system user"
 for d in /var/lib/relaygate /var/spool/relaygate; do
   [ "$(stat -c %U "$d")" = relaygate ] || fail "$d not owned by relaygate"
@@ -123,6 +136,7 @@ dpkg -r relaygate >/dev/null || fail "dpkg -r"
 [ -e /etc/relaygate/relaygate.json ] || fail "conffile removed by remove (only purge may)"
 dpkg -P relaygate >/dev/null || fail "dpkg -P"
 [ -e /etc/relaygate ] && fail "/etc/relaygate left after purge"
+[ -e /etc/fail2ban/jail.d/relaygate.conf ] && fail "fail2ban jail left after purge"
 [ -e /var/lib/relaygate ] && fail "/var/lib/relaygate left after purge"
 dpkg-query -W relaygate >/dev/null 2>&1 && fail "package still known to dpkg"
 echo "package: install, config check, root-added user served by pop3d as relaygate, remove and purge OK"
