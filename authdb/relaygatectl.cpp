@@ -29,6 +29,7 @@
 #include "authdb/status.h"
 #include "authdb/users.h"
 #include "shared/config.h"
+#include "shared/net/preflight.h"
 #include "shared/fsutil.h"
 #include "shared/ip.h"
 #include "shared/sasl/codec.h"
@@ -520,7 +521,10 @@ int queue_hold(Context& c, const Opts& o, bool hold) {
 
 // Validates the config (loading it already did) and says which one. Kept as its own step so a
 // preflight (files, folders, ownership, ports) can be added here later.
+// Like `postfix check`: syntax (done by loading), then the preflight both daemons run at start
+// (TLS files, folders, smarthost password file), as the service user.
 int config_check(Context& c, const Opts&) {
+  if (!preflight::report(preflight::check_as_service_user(c.cfg, true, true))) return kExitFail;
   std::cout << (c.cfg.file.empty() ? std::string("embedded defaults (relative to ") + fs::current_path().string() + ")"
                                    : c.cfg.file.string())
             << ": ok\n";

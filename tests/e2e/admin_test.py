@@ -78,6 +78,43 @@ class SecondInstance(unittest.TestCase):
                              % gw.pid("pop3d"))
 
 
+@unittest.skipUnless(os.geteuid() == 0, "needs root to create a service user")
+class StartAsServiceUser(unittest.TestCase):
+    """A database root made (0640 root:root) cannot be written by the service user: the daemon
+    refuses to start and names the path, its owner and mode, instead of failing every login."""
+
+    def setUp(self):
+        self.user = "rgadm-" + os.urandom(3).hex()
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", self.user], check=True)
+
+    def tearDown(self):
+        subprocess.run(["userdel", self.user], capture_output=True)
+
+    def test_root_owned_database_is_refused_by_name(self):
+        import pwd
+        pw = pwd.getpwnam(self.user)
+        with Gateway({"run_as": {"user": self.user, "allow_root": False}}) as gw:
+            os.chmod(gw.dir, 0o755)
+            for sub in ("", "mail", "spool", "tls"):
+                os.makedirs(os.path.join(gw.var, sub), exist_ok=True)
+                os.chown(os.path.join(gw.var, sub), pw.pw_uid, pw.pw_gid)
+            db = gw.path("database")
+            with open(db, "w"):
+                pass
+            os.chmod(db, 0o640)  # root:root 0640, as an old relaygatectl run as root left it
+            for daemon in ("pop3d", "smtpd"):
+                p = subprocess.run([gw.binary(daemon), "--config", gw.config_path], capture_output=True, text=True,
+                                   timeout=30, cwd=gw.dir)
+                self.assertEqual(p.returncode, 1, p.stderr)
+                self.assertIn("error: database: %s is not writable by %s (owner root:root, mode 0640)" % (db, self.user),
+                              p.stderr)
+            # Once the file is the service user's the same start works.
+            os.chown(db, pw.pw_uid, pw.pw_gid)
+            p = subprocess.run([gw.binary("smtpd"), "--config", gw.config_path, "--check-config"], capture_output=True,
+                               text=True, timeout=30, cwd=gw.dir)
+            self.assertEqual(p.returncode, 0, p.stderr)
+
+
 class Options(unittest.TestCase):
     def test_version_and_help_on_stdout(self):
         with Gateway() as gw:

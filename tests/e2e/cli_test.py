@@ -25,8 +25,11 @@ class Cli(unittest.TestCase):
         self.dir = tempfile.mkdtemp(prefix="rg-cli-")
         self.cfg = os.path.join(self.dir, "relaygate.json")
         with open(self.cfg, "w") as f:
+            # CI runs as root in a temp folder only root can enter: stay root explicitly, or the
+            # preflight of `config check` (checked as the service user) rightly fails.
             json.dump({"database": "db/relaygate.db", "status_file": "run/status.json",
-                       "local_domains": ["example.test"], "grants": {"ttl_seconds": 600}}, f)
+                       "local_domains": ["example.test"], "grants": {"ttl_seconds": 600},
+                       "run_as": {"allow_root": True}}, f)
         os.mkdir(os.path.join(self.dir, "db"))
         self.db = os.path.join(self.dir, "db/relaygate.db")
         self.status = os.path.join(self.dir, "run/status.json")
@@ -216,10 +219,46 @@ class Cli(unittest.TestCase):
         self.assertEqual(rc, 1)
         self.assertIn('relaygate.json: smtpd.listen[0].port: expected an integer 1-65535, got "x"', err)
         rc, _, err = self.ctl("config", "check", config=False)
-        self.assertEqual(rc, 0, err)
+        self.assertEqual(rc, 1 if os.geteuid() == 0 else 0, err)  # as root: the defaults may not stay root
         rc, _, err = subprocess.run([CTL, "--config", "/nonexistent.json", "config", "check"],
                                     capture_output=True, text=True).returncode, None, None
         self.assertEqual(rc, 1)
+
+    def test_config_check_is_a_preflight(self):
+        # A configured certificate path with a typo is an error naming it (never a new pair), and
+        # an unreadable smarthost password file is named too (issue 9, like `postfix check`).
+        with open(self.cfg) as f:
+            cfg = json.load(f)
+        cfg["tls"] = {"certificate": "tls/certt.pem", "private_key": "tls/key.pem"}
+        cfg["smarthost"] = {"host": "127.0.0.1", "username": "u", "password_file": "no-such-password"}
+        with open(self.cfg, "w") as f:
+            json.dump(cfg, f)
+        rc, out, err = self.ctl("config", "check")
+        self.assertEqual(rc, 1, out)
+        self.assertIn("error: tls.certificate: %s does not exist" % os.path.join(self.dir, "tls/certt.pem"), err)
+        self.assertIn("error: smarthost.password_file: %s does not exist" % os.path.join(self.dir, "no-such-password"), err)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "tls")))
+        # A key that does not belong to the certificate.
+        os.mkdir(os.path.join(self.dir, "tls"))
+        for name in ("a", "b"):
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                            "-days", "10", "-subj", "/CN=%s" % name, "-keyout", os.path.join(self.dir, "tls", name + ".key"),
+                            "-out", os.path.join(self.dir, "tls", name + ".pem")], check=True, capture_output=True)
+        with open(os.path.join(self.dir, "pw"), "w") as f:
+            f.write("secret\n")
+        cfg["tls"] = {"certificate": "tls/a.pem", "private_key": "tls/b.key"}
+        cfg["smarthost"]["password_file"] = "pw"
+        with open(self.cfg, "w") as f:
+            json.dump(cfg, f)
+        rc, out, err = self.ctl("config", "check")
+        self.assertEqual(rc, 1, out)
+        self.assertIn("error: tls: ", err)
+        cfg["tls"]["private_key"] = "tls/a.key"
+        with open(self.cfg, "w") as f:
+            json.dump(cfg, f)
+        rc, out, err = self.ctl("config", "check")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("warning: tls.certificate: %s expires within 30 days" % os.path.join(self.dir, "tls/a.pem"), err)
 
     def test_version_and_help(self):
         rc, out, err = self.ctl("--version", config=False)
@@ -264,8 +303,13 @@ class Cli(unittest.TestCase):
             self.assertIn(what, err, args)
             self.assertIn(note, err, args)
         self.assertEqual(os.listdir(cwd), [], "nothing created under the embedded defaults")
-        rc, out, _ = self.ctl("config", "check", config=False, cwd=cwd)
-        self.assertEqual((rc, out), (0, f"embedded defaults (relative to {cwd}): ok\n"))
+        rc, out, err = self.ctl("config", "check", config=False, cwd=cwd)
+        if os.geteuid() == 0:
+            # As root the embedded defaults do not allow staying root: the preflight says so.
+            self.assertEqual(rc, 1, out)
+            self.assertIn("error: ", err)
+        else:
+            self.assertEqual((rc, out), (0, f"embedded defaults (relative to {cwd}): ok\n"))
 
     def test_without_config_the_default_file_is_used(self):
         # RELAYGATE_CONFIG stands in for /etc/relaygate/relaygate.json: when it exists, it is the config.
