@@ -65,6 +65,7 @@ class Session {
   using Handler = asio::awaitable<void> (Session::*)(std::string_view args);
   struct Command {
     std::string_view name;
+    std::string_view log_name;  // the log's event name for refusals of this command
     Handler handler;
     unsigned states;
   };
@@ -89,7 +90,9 @@ class Session {
     if (!quit_) end_reason_ = reason;
     quit_ = true;
   }
+  // Every refusal is logged (issue 9) in the shared order: event (the command), outcome, reason, ip.
   void bad_command(std::string_view text) {
+    log::info(id_).kv("event", command_).kv("outcome", "rejected").kv("reason", log::token(text)).kv("ip", stream_.remote_ip());
     err(text);
     if (++bad_commands_ >= srv_.cfg.pop3d.max_bad_commands) {
       err("Too many invalid commands, closing connection");
@@ -144,6 +147,7 @@ class Session {
   config::Listener listener_;
   net::Stream stream_;
   std::string id_;
+  std::string_view command_ = "unknown";  // lower-case name of the command being handled
   State state_ = State::Authorization;
   std::string apop_timestamp_;
   std::optional<std::string> pending_user_;  // USER given, PASS awaited
@@ -168,14 +172,14 @@ class Session {
 };
 
 const Session::Command Session::kCommands[] = {
-    {"CAPA", &Session::cmd_capa, kAny},  {"QUIT", &Session::cmd_quit, kAny},
-    {"STLS", &Session::cmd_stls, kAuth}, {"USER", &Session::cmd_user, kAuth},
-    {"PASS", &Session::cmd_pass, kAuth}, {"APOP", &Session::cmd_apop, kAuth},
-    {"AUTH", &Session::cmd_auth, kAuth}, {"STAT", &Session::cmd_stat, kTrans},
-    {"LIST", &Session::cmd_list, kTrans}, {"UIDL", &Session::cmd_uidl, kTrans},
-    {"RETR", &Session::cmd_retr, kTrans}, {"TOP", &Session::cmd_top, kTrans},
-    {"DELE", &Session::cmd_dele, kTrans}, {"NOOP", &Session::cmd_noop, kTrans},
-    {"RSET", &Session::cmd_rset, kTrans},
+    {"CAPA", "capa", &Session::cmd_capa, kAny},  {"QUIT", "quit", &Session::cmd_quit, kAny},
+    {"STLS", "stls", &Session::cmd_stls, kAuth}, {"USER", "user", &Session::cmd_user, kAuth},
+    {"PASS", "pass", &Session::cmd_pass, kAuth}, {"APOP", "apop", &Session::cmd_apop, kAuth},
+    {"AUTH", "auth", &Session::cmd_auth, kAuth}, {"STAT", "stat", &Session::cmd_stat, kTrans},
+    {"LIST", "list", &Session::cmd_list, kTrans}, {"UIDL", "uidl", &Session::cmd_uidl, kTrans},
+    {"RETR", "retr", &Session::cmd_retr, kTrans}, {"TOP", "top", &Session::cmd_top, kTrans},
+    {"DELE", "dele", &Session::cmd_dele, kTrans}, {"NOOP", "noop", &Session::cmd_noop, kTrans},
+    {"RSET", "rset", &Session::cmd_rset, kTrans},
 };
 
 std::string upper(std::string_view s) {
@@ -245,6 +249,7 @@ asio::awaitable<void> Session::run() {
       break;
     }
     if (ec == net::errc::line_too_long) {
+      command_ = "unknown";
       bad_command("Line too long (RFC 2449: at most 255 octets)");
       continue;
     }
@@ -256,7 +261,7 @@ asio::awaitable<void> Session::run() {
     const std::string line = strip_eol(std::move(raw));
     // RFC 1939 §3: commands are printable ASCII; a NUL or other control character is refused.
     if (std::any_of(line.begin(), line.end(), [](char ch) { return (ch >= 0 && ch < 0x20 && ch != '\t') || ch == 0x7f; })) {
-      log::info(id_).kv("event", "command").kv("outcome", "rejected").kv("reason", "control-character").kv("ip", stream_.remote_ip());
+      command_ = "unknown";
       bad_command("Control character in command");
       continue;
     }
@@ -277,8 +282,10 @@ asio::awaitable<void> Session::dispatch(std::string_view line) {
   std::string_view keyword = line.substr(0, line.find(' '));
   std::string_view args = keyword.size() < line.size() ? line.substr(keyword.size() + 1) : std::string_view();
   std::string name = upper(keyword);
+  command_ = "unknown";
   for (const auto& c : kCommands) {
     if (c.name != name) continue;
+    command_ = c.log_name;
     unsigned mask = state_ == State::Authorization ? kAuth : kTrans;
     if (!(c.states & mask)) {
       bad_command("Command not valid in this state");
@@ -348,15 +355,11 @@ asio::awaitable<void> Session::cmd_stls(std::string_view args) {
 }
 
 bool Session::auth_refused_before_tls(bool plaintext_mechanism) {
-  if (tls_required_now()) {
-    err("[AUTH] TLS required: use STLS first");
-    return true;
-  }
-  if (plaintext_mechanism && !plaintext_ok()) {
-    err("[AUTH] Plaintext authentication disallowed without TLS");
-    return true;
-  }
-  return false;
+  const char* reason = tls_required_now() ? "tls-required" : plaintext_mechanism && !plaintext_ok() ? "encryption-required" : nullptr;
+  if (reason == nullptr) return false;
+  log::info(id_).kv("event", command_).kv("outcome", "rejected").kv("reason", reason).kv("ip", stream_.remote_ip());
+  err(tls_required_now() ? "[AUTH] TLS required: use STLS first" : "[AUTH] Plaintext authentication disallowed without TLS");
+  return true;
 }
 
 asio::awaitable<void> Session::cmd_user(std::string_view args) {
