@@ -19,6 +19,7 @@
 #include <memory>
 
 #include "shared/daemon.h"
+#include "shared/log.h"
 #include "shared/net/tls.h"
 
 namespace rg::preflight {
@@ -72,9 +73,7 @@ void check_tls(std::vector<Finding>& out, const config::Config& cfg) {
   std::error_code ec1, ec2;
   const bool cert = fs::exists(t.certificate, ec1), key = fs::exists(t.private_key, ec2);
   if (!cert && !key && !ec1 && !ec2 && t.generate_self_signed) {
-    writable_folder(out, "tls.certificate", t.certificate.parent_path());
-    out.push_back({false, "tls: " + t.certificate.string() + " and " + t.private_key.string() +
-                              " are missing: a self-signed pair will be made at start"});
+    writable_folder(out, "tls.certificate", t.certificate.parent_path());  // made at start, and logged
     return;
   }
   readable_file(out, "tls.certificate", t.certificate);
@@ -165,6 +164,16 @@ bool report(const std::vector<Finding>& findings) {
   bool ok = true;
   for (const auto& f : findings) {
     std::cerr << (f.error ? "error: " : "warning: ") << f.message << "\n";
+    ok = ok && !f.error;
+  }
+  return ok;
+}
+
+bool log_report(const std::vector<Finding>& findings) {
+  bool ok = true;
+  for (const auto& f : findings) {
+    log::Line(f.error ? log::Level::Error : log::Level::Warning).kv("event", "preflight")
+        .kv("outcome", f.error ? "failed" : "warning").msg(f.message);
     ok = ok && !f.error;
   }
   return ok;

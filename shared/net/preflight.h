@@ -28,5 +28,7 @@ std::vector<Finding> check_as_service_user(const config::Config& cfg, bool pop3d
 
 // Prints findings as "<error|warning>: <message>" lines to stderr; returns true when no error.
 bool report(const std::vector<Finding>& findings);
+// The same as log lines (`event=preflight outcome=failed|warning msg=...`), for the daemons.
+bool log_report(const std::vector<Finding>& findings);
 
 }  // namespace rg::preflight

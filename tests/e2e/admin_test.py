@@ -106,7 +106,7 @@ class StartAsServiceUser(unittest.TestCase):
                 p = subprocess.run([gw.binary(daemon), "--config", gw.config_path], capture_output=True, text=True,
                                    timeout=30, cwd=gw.dir)
                 self.assertEqual(p.returncode, 1, p.stderr)
-                self.assertIn("error: database: %s is not writable by %s (owner root:root, mode 0640)" % (db, self.user),
+                self.assertIn("event=preflight outcome=failed msg=\"database: %s is not writable by %s (owner root:root, mode 0640)" % (db, self.user),
                               p.stderr)
             # Once the file is the service user's the same start works.
             os.chown(db, pw.pw_uid, pw.pw_gid)

@@ -219,6 +219,32 @@ class Submission(SmtpBase):
                  "--auth-user", "alice", "--auth-password", PW, "--timeout", "15"])
         self.assertEqual(p.returncode, 0, p.stdout.decode()[-2000:])
 
+    def test_cram_md5_forced_over_starttls_and_465(self):
+        # Issue 9: legacy mailers set to "encrypted password" work over TLS once the administrator
+        # lists CRAM-MD5 (this class's auth.mechanisms): swaks, curl and msmtp, STARTTLS and 465.
+        sub, subs = self.gw.port("smtpd", mode="submission"), self.gw.port("smtpd", mode="submissions")
+        base = ["--from", "bob@example.test", "--to", "far@remote.test", "--auth", "CRAM-MD5",
+                "--auth-user", "bob", "--auth-password", LEGACY_PW, "--timeout", "15", "--server", "127.0.0.1"]
+        for extra in (["--port", str(sub), "--tls"], ["--port", str(subs), "--tlsc"]):
+            with self.subTest(client="swaks", extra=extra):
+                p = run([tool("swaks")] + base + extra)
+                self.assertEqual(p.returncode, 0, p.stdout.decode()[-2000:])
+                self.assertIn(b"235 2.7.0", p.stdout)
+        msg = b"From: bob@example.test\r\nSubject: cram\r\n\r\nvia curl\r\n"
+        for url, extra in (("smtp://127.0.0.1:%d" % sub, ["--ssl-reqd"]), ("smtps://127.0.0.1:%d" % subs, [])):
+            with self.subTest(client="curl", url=url):
+                p = run([tool("curl"), "-sS", "-k", "--max-time", "20", url] + extra +
+                        ["--login-options", "AUTH=CRAM-MD5", "--user", "bob:" + LEGACY_PW,
+                         "--mail-from", "bob@example.test", "--mail-rcpt", "far@remote.test", "-T", "-"], input=msg)
+                self.assertEqual(p.returncode, 0, p.stderr.decode())
+        for port, starttls in ((sub, "on"), (subs, "off")):
+            with self.subTest(client="msmtp", port=port):
+                p = run([tool("msmtp"), "--host=127.0.0.1", "--port=%d" % port, "--tls=on", "--tls-starttls=" + starttls,
+                         "--tls-certcheck=off", "--auth=cram-md5", "--user=bob", "--passwordeval=echo " + LEGACY_PW,
+                         "--from=bob@example.test", "far@remote.test"], input=b"Subject: msmtp\r\n\r\nvia msmtp\r\n")
+                self.assertEqual(p.returncode, 0, (p.stdout + p.stderr).decode())
+        self.assertGreaterEqual(len(self.gw.log_lines("smtpd", r"event=auth outcome=ok ip=127\.0\.0\.1 proto=smtp mech=CRAM-MD5 user=bob ")), 6)
+
     def test_curl(self):
         curl = tool("curl")
         msg = b"From: alice@example.test\r\nSubject: curl\r\n\r\nvia curl\r\n"
