@@ -318,12 +318,19 @@ def check_journal_form(check):
             pass
         c.quit()
         gw.wait_log("smtpd", r"event=auth outcome=ok ip=127\.0\.0\.42 ")
-        raw = gw.log("smtpd").splitlines() + gw.log("pop3d").splitlines()
-        check.true("journal form: lines do not start with a <N> priority: %r" % raw[:2],
-                   raw and all(re.match(r"^<[0-7]>(?:debug|info|warning|error) ", l) for l in raw))
-        messages = [re.sub(r"^<[0-7]>", "", l) for l in raw]  # what journald keeps as MESSAGE
-        backend = ["mail relaygate-%s[%s]: %s" % (re.search(r" (smtpd|pop3d)\[(\d+)\]:", m).group(1),
-                                                  re.search(r"\[(\d+)\]:", m).group(1), m) for m in messages]
+        # Log lines carry "<N>" instead of a timestamp; other stderr output (the preflight's
+        # "warning: ..." lines) goes to the journal as it is, and must not match either.
+        raw, messages, backend = [], [], []
+        for daemon in ("smtpd", "pop3d"):
+            for line in gw.log(daemon).splitlines():
+                raw.append(line)
+                if re.match(r"^(?:<[0-7]>)?(?:debug|info|warning|error) (?:smtpd|pop3d)\[", line):
+                    check.true("journal form: a log line without its <N> priority: %r" % line,
+                               re.match(r"^<[0-7]>", line))
+                message = re.sub(r"^<[0-7]>", "", line)  # what journald keeps as MESSAGE
+                messages.append(message)
+                backend.append("mail relaygate-%s[%d]: %s" % (daemon, gw.pid(daemon), message))
+        check.true("journal form: no log line with a <N> priority", any(re.match(r"^<[0-7]>", l) for l in raw))
         tmp = tempfile.mkdtemp(prefix="rg-f2b-")
         try:
             for name, lines in (("MESSAGE", messages), ("systemd backend", backend)):
