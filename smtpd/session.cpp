@@ -159,7 +159,6 @@ class Session final : public Drainable {
   bool starttls_available() const {
     return !stream_.is_tls() && (listener_.tls == config::TlsMode::StartTls || listener_.tls == config::TlsMode::Required);
   }
-  bool plaintext_ok() const { return stream_.is_tls() || srv_.cfg.auth.allow_plaintext_without_tls; }
   bool submission() const { return listener_.mode != config::SmtpMode::Relay; }
   sasl::Context sasl_context() const { return {srv_.cfg.hostname, "smtp", ""}; }
   std::vector<std::string> offered_mechanisms() const {

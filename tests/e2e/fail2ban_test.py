@@ -43,6 +43,16 @@ class SourcePOP3(poplib.POP3):
         return harness.connect(self.port, self.host, self._source, timeout)
 
 
+def failed_pass(c, user, password):
+    """USER/PASS that must be refused (-ERR), then QUIT."""
+    c.user(user)
+    try:
+        c.pass_(password)
+        raise AssertionError("PASS for %s with a wrong password succeeded" % user)
+    except poplib.error_proto:
+        pass
+    c.quit()
+
 def smtp(port, source, tls=False, implicit=False):
     """An smtplib client from `source`, after EHLO (and STARTTLS + EHLO when tls)."""
     harness.check_loopback(source)
@@ -153,23 +163,11 @@ def produce(gw):
     # USER/PASS after STLS, wrong password (poplib)
     c = SourcePOP3(pop, "127.0.0.21")
     c.stls(harness.client_tls_context())
-    c.user("alice")
-    try:
-        c.pass_("wrong-password")
-        raise AssertionError("PASS with a wrong password succeeded")
-    except poplib.error_proto:
-        pass
-    c.quit()
+    failed_pass(c, "alice", "wrong-password")
     want["pop3d"]["127.0.0.21"] += 1
     # USER/PASS for an unknown user (poplib, POP3S)
     c = poplib.POP3_SSL("127.0.0.1", pops, timeout=TIMEOUT, context=harness.client_tls_context())
-    c.user("nobody")
-    try:
-        c.pass_("whatever")
-        raise AssertionError("PASS for an unknown user succeeded")
-    except poplib.error_proto:
-        pass
-    c.quit()
+    failed_pass(c, "nobody", "whatever")
     want["pop3d"]["127.0.0.1"] += 1
     # APOP with a wrong digest (poplib, from 127.0.0.22; APOP sends no password)
     c = SourcePOP3(pop, "127.0.0.22")
