@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "authdb/authdb.h"
-#include "shared/auth.h"
+#include "auth/authenticator.h"
 #include "shared/config.h"
 #include "shared/net/limits.h"
 

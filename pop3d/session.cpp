@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <chrono>
 
+#include "auth/sasl_exchange.h"
 #include "authdb/users.h"
 #include "pop3d/server.h"
 #include "shared/log.h"
@@ -142,6 +143,7 @@ class Session {
   // TRANSACTION helpers.
   Message* message_arg(std::string_view arg);
   asio::awaitable<void> send_message(Message& m, std::optional<uint64_t> top_lines);
+  class Pop3SaslTransport;
 
   Server& srv_;
   config::Listener listener_;
@@ -217,6 +219,29 @@ std::vector<std::string_view> split_args(std::string_view args) {
   }
   return out;
 }
+
+// POP3 framing of the SASL exchange (RFC 5034 §4): "+ <base64>" out, one line in, bounded by
+// the SASL response limit and the idle timeout.
+class Session::Pop3SaslTransport final : public SaslTransport {
+ public:
+  explicit Pop3SaslTransport(Session& s) : s_(s) {}
+  asio::awaitable<bool> send_challenge(const std::string& base64) override {
+    s_.stream_.queue("+ " + base64 + "\r\n");
+    co_return co_await s_.flush();
+  }
+  asio::awaitable<SaslResponse> read_response() override {
+    auto [ec, raw] = co_await s_.stream_.read_line(kMaxSaslResponse, std::chrono::seconds(s_.srv_.cfg.pop3d.idle_timeout_seconds));
+    SaslResponse r;
+    if (ec == net::errc::line_too_long) r.status = SaslResponse::Status::TooLong;
+    else if (ec == net::errc::timeout) r.status = SaslResponse::Status::Timeout;
+    else if (ec) r.status = SaslResponse::Status::Closed;
+    r.text = strip_eol(std::move(raw));
+    co_return r;
+  }
+
+ private:
+  Session& s_;
+};
 
 std::string Session::usable_mechanisms() const {
   std::string out;
@@ -401,7 +426,7 @@ asio::awaitable<void> Session::login_failed(const char* method, std::string_view
     err("[SYS/TEMP] Temporary authentication failure");
     co_return;
   }
-  // Escalating delay per client network, shared with smtpd through authdb (shared/auth.h).
+  // Escalating delay per client network, shared with smtpd through authdb (auth/authenticator.h).
   const int64_t failures = co_await srv_.auth.failed(stream_.remote_ip());
   log::warn(id_).kv("event", "auth").kv("outcome", "failed").kv("reason", log::token(why)).kv("ip", stream_.remote_ip())
       .kv("proto", "pop3").kv("mech", mech_of(method)).kv("login", login_name).kv("tls", stream_.is_tls()).kv("failures", failures);
@@ -487,58 +512,27 @@ asio::awaitable<void> Session::cmd_auth(std::string_view args) {
       if (!initial) co_return err("[AUTH] Invalid base64 in initial response");
     }
   }
-  sasl::Step step = initial ? mech->start(std::string_view(*initial)) : mech->start(std::nullopt);
-  std::string authcid_for_log = "-";
-  for (;;) {
-    if (auto* ch = std::get_if<sasl::Challenge>(&step)) {
-      stream_.queue("+ " + sasl::base64_encode(ch->data) + "\r\n");
-      if (!co_await flush()) co_return;
-      auto [ec, raw] = co_await stream_.read_line(kMaxSaslResponse, std::chrono::seconds(srv_.cfg.pop3d.idle_timeout_seconds));
-      if (ec == net::errc::line_too_long) co_return err("[AUTH] Authentication response too long");
-      if (ec) {
-        end(ec == net::errc::timeout ? "idle-timeout" : "client-closed");
-        co_return;
-      }
-      std::string resp = strip_eol(std::move(raw));
-      if (resp == "*") {
-        // RFC 5034 §4: the client cancelled; an abort is not a failed password.
-        log::info(id_).kv("event", "auth").kv("outcome", "aborted").kv("reason", "client-cancelled").kv("ip", stream_.remote_ip())
-            .kv("proto", "pop3").kv("mech", mech_name);
-        co_return err("[AUTH] Authentication cancelled");
-      }
-      auto decoded = sasl::base64_decode(resp);
-      if (!decoded) co_return err("[AUTH] Invalid base64 in response");
-      step = mech->step(*decoded);
-    } else if (auto* vp = std::get_if<sasl::VerifyPassword>(&step)) {
-      authcid_for_log = vp->authcid;
-      const AuthOutcome outcome = co_await srv_.auth.check_password(vp->authcid, vp->password);
-      if (outcome.result != AuthOutcome::Result::Ok)
-        co_return co_await login_failed("pop3-sasl", vp->authcid, outcome.reason());
-      // RFC 4616 §2: acting as another identity is refused.
-      if (!vp->authzid.empty() && srv_.auth.user_of(vp->authzid) != outcome.user)
-        co_return co_await login_failed("pop3-sasl", vp->authcid, "authzid-mismatch");
-      co_return co_await login(outcome.user, "pop3-sasl");
-    } else if (auto* ns = std::get_if<sasl::NeedSecret>(&step)) {
-      authcid_for_log = ns->authcid;
-      const LegacySecret ls = srv_.auth.legacy_secret(ns->authcid);
-      if (ls.tempfail) co_return co_await login_failed("pop3-sasl", ns->authcid, "tempfail");
-      step = ls.secret ? mech->provide_secret(std::string_view(*ls.secret)) : mech->provide_secret(std::nullopt);
-    } else if (auto* s = std::get_if<sasl::Success>(&step)) {
-      auto user = srv_.auth.user_of(s->authcid);
-      bool authz_ok = s->authzid.empty() || srv_.auth.user_of(s->authzid) == user;
-      if (!user || !authz_ok) co_return co_await login_failed("pop3-sasl", s->authcid, "authzid-mismatch");
-      co_return co_await login(*user, "pop3-sasl");
-    } else {
-      const auto& f = std::get<sasl::Failure>(step);
-      if (f.kind == sasl::Failure::Kind::Malformed) {
-        log::info(id_).kv("event", "auth").kv("outcome", "malformed").kv("reason", log::token(f.reason))
-            .kv("ip", stream_.remote_ip()).kv("proto", "pop3").kv("mech", mech_name);
-        co_return err("[AUTH] Malformed authentication response");
-      }
-      // No temporary std::string inside co_await: g++ 12 destroys such temporaries twice.
-      const std::string_view why = f.reason.empty() ? std::string_view("bad-credentials") : std::string_view(f.reason);
-      co_return co_await login_failed("pop3-sasl", authcid_for_log, why);
-    }
+  // The exchange itself is auth/sasl_exchange.h; here only its POP3 framing and replies.
+  Pop3SaslTransport transport(*this);
+  const SaslOutcome out = co_await run_sasl_exchange(*mech, initial, srv_.auth, transport);
+  switch (out.kind) {
+    case SaslOutcome::Kind::Ok: co_return co_await login(out.user, "pop3-sasl");
+    case SaslOutcome::Kind::Failed:
+    case SaslOutcome::Kind::TempFail: co_return co_await login_failed("pop3-sasl", out.login, out.reason);
+    case SaslOutcome::Kind::Protocol:
+      co_return co_await login_failed("pop3-sasl", out.login, out.reason.empty() ? std::string_view("bad-credentials") : std::string_view(out.reason));
+    case SaslOutcome::Kind::Closed: end(out.timed_out ? "idle-timeout" : "client-closed"); co_return;
+    case SaslOutcome::Kind::TooLong: co_return err("[AUTH] Authentication response too long");
+    case SaslOutcome::Kind::BadBase64: co_return err("[AUTH] Invalid base64 in response");
+    case SaslOutcome::Kind::Cancelled:
+      // RFC 5034 §4: the client cancelled; an abort is not a failed password.
+      log::info(id_).kv("event", "auth").kv("outcome", "aborted").kv("reason", "client-cancelled").kv("ip", stream_.remote_ip())
+          .kv("proto", "pop3").kv("mech", mech_name);
+      co_return err("[AUTH] Authentication cancelled");
+    case SaslOutcome::Kind::Malformed:
+      log::info(id_).kv("event", "auth").kv("outcome", "malformed").kv("reason", log::token(out.reason))
+          .kv("ip", stream_.remote_ip()).kv("proto", "pop3").kv("mech", mech_name);
+      co_return err("[AUTH] Malformed authentication response");
   }
 }
 

@@ -20,6 +20,7 @@
 #include <memory>
 #include <system_error>
 
+#include "auth/sasl_exchange.h"
 #include "authdb/users.h"
 #include "shared/log.h"
 #include "shared/maildir.h"
@@ -198,6 +199,7 @@ class Session final : public Drainable {
   asio::awaitable<void> auth_failed(std::string_view mech, std::string_view login, std::string_view why);
   asio::awaitable<void> auth_succeeded(const std::string& user, std::string_view mech);
   asio::awaitable<void> deliver(std::shared_ptr<const std::string> body);
+  class SmtpSaslTransport;
 
   Server& srv_;
   config::Listener listener_;
@@ -233,6 +235,30 @@ const Session::Command Session::kCommands[] = {
     {"VRFY", "vrfy", &Session::cmd_vrfy, 0},
     {"HELP", "help", &Session::cmd_help, kBeforeTls},
     {"QUIT", "quit", &Session::cmd_quit, kBeforeTls},
+};
+
+// SMTP framing of the SASL exchange (RFC 4954 §4): "334 <base64>" out, one line in, bounded
+// by the SASL response limit and the command timeout.
+class Session::SmtpSaslTransport final : public SaslTransport {
+ public:
+  explicit SmtpSaslTransport(Session& s) : s_(s) {}
+  asio::awaitable<bool> send_challenge(const std::string& base64) override {
+    s_.stream_.queue("334 " + base64 + "\r\n");
+    co_return co_await s_.flush();
+  }
+  asio::awaitable<SaslResponse> read_response() override {
+    auto [ec, raw] = co_await s_.stream_.read_line(kMaxSaslResponse, std::chrono::seconds(s_.srv_.cfg.smtpd.command_timeout_seconds));
+    SaslResponse r;
+    if (ec == net::errc::line_too_long) r.status = SaslResponse::Status::TooLong;
+    else if (ec == net::errc::timeout) r.status = SaslResponse::Status::Timeout;
+    else if (ec) r.status = SaslResponse::Status::Closed;
+    while (!raw.empty() && (raw.back() == '\n' || raw.back() == '\r')) raw.pop_back();
+    r.text = std::move(raw);
+    co_return r;
+  }
+
+ private:
+  Session& s_;
 };
 
 // The administrator's ordered list for this listener and TLS state (auth.mechanisms,
@@ -471,61 +497,27 @@ asio::awaitable<void> Session::cmd_auth(std::string_view args) {
       }
     }
   }
-  sasl::Step step = initial ? mech->start(std::string_view(*initial)) : mech->start(std::nullopt);
-  std::string login = "-";
-  for (;;) {
-    if (auto* ch = std::get_if<sasl::Challenge>(&step)) {
-      stream_.queue("334 " + sasl::base64_encode(ch->data) + "\r\n");
-      if (!co_await flush()) co_return;
-      auto [ec, raw] = co_await stream_.read_line(kMaxSaslResponse, std::chrono::seconds(srv_.cfg.smtpd.command_timeout_seconds));
-      if (ec == net::errc::line_too_long) {
-        co_return refuse(500, "5.5.6", "Error: authentication exchange line is too long", "syntax");
-      }
-      if (ec) {
-        closing_ = true;
-        co_return;
-      }
-      while (!raw.empty() && (raw.back() == '\n' || raw.back() == '\r')) raw.pop_back();
-      if (raw == "*") {
-        count("auth", false);
-        event_line(log::Level::Info, "aborted", "client-cancelled").kv("proto", "smtp").kv("mech", mname);
-        co_return reply(501, "5.7.0", "Authentication aborted");
-      }
-      auto decoded = sasl::base64_decode(raw);
-      if (!decoded) {
-        co_return refuse(501, "5.5.2", "Error: invalid base64 data", "bad-base64");
-      }
-      step = mech->step(*decoded);
-    } else if (auto* vp = std::get_if<sasl::VerifyPassword>(&step)) {
-      login = vp->authcid;
-      auto outcome = co_await srv_.auth.check_password(vp->authcid, vp->password);
-      if (outcome.result != AuthOutcome::Result::Ok) co_return co_await auth_failed(mname, login, outcome.reason());
-      // RFC 4616 §2: acting as another identity is refused (535 5.7.8).
-      if (!vp->authzid.empty() && srv_.auth.user_of(vp->authzid) != outcome.user)
-        co_return co_await auth_failed(mname, login, "authzid-mismatch");
-      co_return co_await auth_succeeded(outcome.user, mname);
-    } else if (auto* ns = std::get_if<sasl::NeedSecret>(&step)) {
-      login = ns->authcid;
-      auto ls = srv_.auth.legacy_secret(ns->authcid);
-      if (ls.tempfail) co_return co_await auth_failed(mname, login, "tempfail");
-      step = ls.secret ? mech->provide_secret(std::string_view(*ls.secret)) : mech->provide_secret(std::nullopt);
-    } else if (auto* s = std::get_if<sasl::Success>(&step)) {
-      auto user = srv_.auth.user_of(s->authcid);
-      if (!user || (!s->authzid.empty() && srv_.auth.user_of(s->authzid) != user))
-        co_return co_await auth_failed(mname, login, "authzid-mismatch");
-      co_return co_await auth_succeeded(*user, mname);
-    } else {
-      const auto& f = std::get<sasl::Failure>(step);
-      if (f.kind != sasl::Failure::Kind::BadCredentials) {
-        count("auth", false);
-        event_line(log::Level::Info, "malformed", f.reason.empty() ? std::string_view("malformed") : std::string_view(f.reason))
-            .kv("proto", "smtp").kv("mech", mname);
-        co_return reply(501, "5.5.2", "Error: malformed authentication response");
-      }
-      // No temporary std::string inside co_await: g++ 12 destroys such temporaries twice.
-      const std::string_view why = f.reason.empty() ? std::string_view("bad-credentials") : std::string_view(f.reason);
-      co_return co_await auth_failed(mname, login, why);
-    }
+  // The exchange itself is auth/sasl_exchange.h; here only its SMTP framing and replies.
+  SmtpSaslTransport transport(*this);
+  const SaslOutcome out = co_await run_sasl_exchange(*mech, initial, srv_.auth, transport);
+  switch (out.kind) {
+    case SaslOutcome::Kind::Ok: co_return co_await auth_succeeded(out.user, mname);
+    case SaslOutcome::Kind::Failed:
+    case SaslOutcome::Kind::TempFail: co_return co_await auth_failed(mname, out.login, out.reason);
+    case SaslOutcome::Kind::Closed: closing_ = true; co_return;
+    case SaslOutcome::Kind::TooLong:
+      co_return refuse(500, "5.5.6", "Error: authentication exchange line is too long", "syntax");
+    case SaslOutcome::Kind::BadBase64: co_return refuse(501, "5.5.2", "Error: invalid base64 data", "bad-base64");
+    case SaslOutcome::Kind::Cancelled:
+      count("auth", false);
+      event_line(log::Level::Info, "aborted", "client-cancelled").kv("proto", "smtp").kv("mech", mname);
+      co_return reply(501, "5.7.0", "Authentication aborted");
+    case SaslOutcome::Kind::Malformed:
+    case SaslOutcome::Kind::Protocol:
+      count("auth", false);
+      event_line(log::Level::Info, "malformed", out.reason.empty() ? std::string_view("malformed") : std::string_view(out.reason))
+          .kv("proto", "smtp").kv("mech", mname);
+      co_return reply(501, "5.5.2", "Error: malformed authentication response");
   }
 }
 

@@ -1,5 +1,5 @@
-// See auth.h.
-#include "shared/auth.h"
+// See authenticator.h.
+#include "auth/authenticator.h"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
