@@ -14,7 +14,7 @@
 #include "shared/net/listener.h"
 #include "shared/net/stream.h"
 #include "shared/net/tls.h"
-#include "smtpd/queue_runner.h"
+#include "smtpd/outbound/queue_runner.h"
 #include "smtpd/session.h"
 
 namespace rg::smtp {

@@ -11,10 +11,10 @@
 #include <sstream>
 
 #include "shared/spool.h"
-#include "smtpd/queue_dsn.h"
-#include "smtpd/queue_policy.h"
-#include "smtpd/queue_store.h"
-#include "smtpd/smtp_client_wire.h"
+#include "smtpd/outbound/queue_dsn.h"
+#include "smtpd/outbound/queue_policy.h"
+#include "smtpd/outbound/queue_store.h"
+#include "smtpd/outbound/smtp_client_wire.h"
 
 namespace {
 

@@ -1,5 +1,5 @@
 // See queue_store.h.
-#include "smtpd/queue_store.h"
+#include "smtpd/outbound/queue_store.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -10,7 +10,7 @@
 
 #include "shared/fsutil.h"
 #include "shared/maildir.h"
-#include "smtpd/queue_policy.h"
+#include "smtpd/outbound/queue_policy.h"
 
 namespace rg::smtp::queue {
 namespace {

@@ -1,5 +1,5 @@
 // See queue_policy.h.
-#include "smtpd/queue_policy.h"
+#include "smtpd/outbound/queue_policy.h"
 
 #include <algorithm>
 

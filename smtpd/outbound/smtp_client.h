@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "shared/config.h"
-#include "smtpd/smtp_client_wire.h"
+#include "smtpd/outbound/smtp_client_wire.h"
 
 namespace boost::asio::ssl {
 class context;

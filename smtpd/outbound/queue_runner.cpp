@@ -1,6 +1,6 @@
 // See queue_runner.h. Everything here runs on the I/O thread; file work goes to the worker
 // pool as named jobs over copies (queue_store.h), never touching the runner's state.
-#include "smtpd/queue_runner.h"
+#include "smtpd/outbound/queue_runner.h"
 
 #include <sys/inotify.h>
 #include <unistd.h>
@@ -20,7 +20,7 @@
 #include "authdb/users.h"
 #include "shared/log.h"
 #include "shared/net/tls.h"
-#include "smtpd/queue_dsn.h"
+#include "smtpd/outbound/queue_dsn.h"
 
 namespace rg::smtp {
 

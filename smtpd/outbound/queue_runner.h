@@ -24,9 +24,9 @@
 #include "shared/config.h"
 #include "shared/net/limits.h"
 #include "shared/spool.h"
-#include "smtpd/queue_policy.h"
-#include "smtpd/queue_store.h"
-#include "smtpd/smtp_client.h"
+#include "smtpd/outbound/queue_policy.h"
+#include "smtpd/outbound/queue_store.h"
+#include "smtpd/outbound/smtp_client.h"
 
 namespace rg::smtp {
 

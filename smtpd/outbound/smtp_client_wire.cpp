@@ -1,5 +1,5 @@
 // See smtp_client_wire.h.
-#include "smtpd/smtp_client_wire.h"
+#include "smtpd/outbound/smtp_client_wire.h"
 
 #include <algorithm>
 #include <cctype>

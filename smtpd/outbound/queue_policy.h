@@ -13,7 +13,7 @@
 
 #include "shared/config.h"
 #include "shared/spool.h"
-#include "smtpd/smtp_client_wire.h"
+#include "smtpd/outbound/smtp_client_wire.h"
 
 namespace rg::smtp::queue {
 

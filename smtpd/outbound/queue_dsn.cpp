@@ -1,5 +1,5 @@
 // See queue_dsn.h.
-#include "smtpd/queue_dsn.h"
+#include "smtpd/outbound/queue_dsn.h"
 
 #include <ctime>
 

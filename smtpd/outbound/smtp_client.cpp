@@ -1,6 +1,6 @@
 // See smtp_client.h. Timeouts follow RFC 5321 §4.5.3.2 (client side): each command reply
 // within command_timeout, the reply to the final "." within data_timeout.
-#include "smtpd/smtp_client.h"
+#include "smtpd/outbound/smtp_client.h"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
