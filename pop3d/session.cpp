@@ -18,6 +18,7 @@
 
 #include "auth/sasl_exchange.h"
 #include "authdb/users.h"
+#include "pop3d/command_parse.h"
 #include "pop3d/server.h"
 #include "shared/log.h"
 #include "shared/ip.h"
@@ -187,36 +188,6 @@ const Session::Command Session::kCommands[] = {
 std::string upper(std::string_view s) {
   std::string out(s);
   for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string strip_eol(std::string line) {
-  if (!line.empty() && line.back() == '\n') line.pop_back();
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  return line;
-}
-
-// Strict decimal message number / count: digits only, no sign, no overflow.
-std::optional<uint64_t> parse_number(std::string_view s) {
-  if (s.empty() || s.size() > 18) return std::nullopt;
-  uint64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return std::nullopt;
-    v = v * 10 + static_cast<uint64_t>(c - '0');
-  }
-  return v;
-}
-
-std::vector<std::string_view> split_args(std::string_view args) {
-  std::vector<std::string_view> out;
-  size_t i = 0;
-  while (i < args.size()) {
-    while (i < args.size() && args[i] == ' ') ++i;
-    size_t j = i;
-    while (j < args.size() && args[j] != ' ') ++j;
-    if (j > i) out.push_back(args.substr(i, j - i));
-    i = j;
-  }
   return out;
 }
 
@@ -409,14 +380,14 @@ asio::awaitable<void> Session::cmd_pass(std::string_view args) {
 
 asio::awaitable<void> Session::cmd_apop(std::string_view args) {
   if (auth_refused_before_tls(false)) co_return;
-  auto a = split_args(args);
-  if (a.size() != 2 || a[1].size() != 32) co_return bad_command("Usage: APOP name digest");
-  const LegacySecret ls = srv_.auth.legacy_secret(a[0]);
-  if (ls.tempfail) co_return co_await login_failed("apop", a[0], "tempfail");
+  const auto a = parse_apop(args);
+  if (!a) co_return bad_command("Usage: APOP name digest");
+  const LegacySecret ls = srv_.auth.legacy_secret(a->name);
+  if (ls.tempfail) co_return co_await login_failed("apop", a->name, "tempfail");
   // Unknown users get the same digest work against a dummy secret.
-  const bool good = sasl::apop_verify(apop_timestamp_, ls.secret ? std::string_view(*ls.secret) : "relaygate-no-such-user", a[1]);
+  const bool good = sasl::apop_verify(apop_timestamp_, ls.secret ? std::string_view(*ls.secret) : "relaygate-no-such-user", a->digest);
   if (!good || !ls.secret)
-    co_return co_await login_failed("apop", a[0], ls.secret ? "bad-digest" : "no-legacy-secret-or-unknown-user");
+    co_return co_await login_failed("apop", a->name, ls.secret ? "bad-digest" : "no-legacy-secret-or-unknown-user");
   co_await login(*ls.user, "apop");
 }
 
@@ -480,8 +451,7 @@ asio::awaitable<void> Session::login(const std::string& user, const char* method
 }
 
 asio::awaitable<void> Session::cmd_auth(std::string_view args) {
-  auto a = split_args(args);
-  if (a.empty()) {
+  if (split_args(args).empty()) {
     // Pre-RFC 5034 clients (and fetchmail) list mechanisms with a bare AUTH.
     if (tls_required_now()) co_return err("[AUTH] TLS required: use STLS first");
     const std::string mechs = usable_mechanisms();  // split_args returns views into it
@@ -490,8 +460,9 @@ asio::awaitable<void> Session::cmd_auth(std::string_view args) {
     stream_.queue(out + ".\r\n");
     co_return;
   }
-  if (a.size() > 2) co_return bad_command("Usage: AUTH mechanism [initial-response]");
-  auto mech = sasl::make_mechanism(a[0], sasl_context());
+  const auto a = parse_auth(args);
+  if (!a) co_return bad_command("Usage: AUTH mechanism [initial-response]");
+  auto mech = sasl::make_mechanism(a->mechanism, sasl_context());
   if (tls_required_now()) co_return err("[AUTH] TLS required: use STLS first");
   if (!mech || !mechanism_offered(mech->name())) {
     const auto with_tls = config::sasl_mechanisms(srv_.cfg, listener_, true);
@@ -504,11 +475,11 @@ asio::awaitable<void> Session::cmd_auth(std::string_view args) {
   sasl_mech_ = mech_name;
 
   std::optional<std::string> initial;
-  if (a.size() == 2) {
-    if (a[1] == "=") {
+  if (a->initial) {
+    if (*a->initial == "=") {
       initial = "";  // RFC 5034 §4: "=" is a present but empty initial response
     } else {
-      initial = sasl::base64_decode(a[1]);
+      initial = sasl::base64_decode(*a->initial);
       if (!initial) co_return err("[AUTH] Invalid base64 in initial response");
     }
   }
