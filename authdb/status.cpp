@@ -1,21 +1,22 @@
 // See status.h.
 #include "authdb/status.h"
 
-#include <ctime>
-
-#include <nlohmann/json.hpp>
-
 #include "shared/fsutil.h"
+#include "shared/timefmt.h"
 
 namespace rg::authdb {
 
-std::string iso8601(int64_t t) {
-  std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+std::string iso8601(int64_t t) { return timefmt::iso8601(t); }
+
+nlohmann::ordered_json grant_json(const Grant& g) {
+  nlohmann::ordered_json e;
+  e["ip"] = g.ip;
+  e["user"] = g.user;
+  e["method"] = g.method;
+  e["granted_at"] = iso8601(g.granted_at);
+  e["expires_at"] = iso8601(g.expires_at);
+  e["last_used_at"] = g.last_used_at ? nlohmann::ordered_json(iso8601(*g.last_used_at)) : nlohmann::ordered_json(nullptr);
+  return e;
 }
 
 std::string render_status(const std::vector<Grant>& grants, int64_t now, const spool::Summary* queue) {
@@ -24,14 +25,7 @@ std::string render_status(const std::vector<Grant>& grants, int64_t now, const s
   auto& list = root["grants"] = nlohmann::ordered_json::array();
   for (const auto& g : grants) {
     if (!(now < g.expires_at)) continue;
-    nlohmann::ordered_json e;
-    e["ip"] = g.ip;
-    e["user"] = g.user;
-    e["method"] = g.method;
-    e["granted_at"] = iso8601(g.granted_at);
-    e["expires_at"] = iso8601(g.expires_at);
-    e["last_used_at"] = g.last_used_at ? nlohmann::ordered_json(iso8601(*g.last_used_at)) : nlohmann::ordered_json(nullptr);
-    list.push_back(std::move(e));
+    list.push_back(grant_json(g));
   }
   if (queue)
     root["queue"] = {{"count", queue->count},
