@@ -244,4 +244,4 @@ class ExactBytes(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    harness.main()

@@ -11,6 +11,7 @@ set from $<TARGET_FILE:...>, or from the constructor's `binaries` argument. RG_D
 (e.g. "valgrind -q --error-exitcode=99") runs the daemons under a tool; start-up then gets
 RG_START_TIMEOUT seconds (default 10).
 """
+import base64
 import copy
 import ipaddress
 import json
@@ -22,8 +23,10 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
+import unittest
 
 HOSTNAME = "mail.example.test"
 LOCAL_DOMAIN = "example.test"
@@ -77,6 +80,88 @@ def connect(port, host="127.0.0.1", source=None, timeout=SOCKET_TIMEOUT):
         check_loopback(source)
     return socket.create_connection((host, port), timeout=timeout,
                                     source_address=(source, 0) if source else None)
+
+
+# ---------------------------------------------------------------------- client programs
+# A test whose client program (swaks, msmtp, fetchmail, curl, smtp-sink, testssl.sh) or Perl
+# module is missing must not pass silently. In CI (the environment variable CI is set:
+# `CI=true bash .ci/run`) a missing client is a FAILURE, since scripts/bootstrap installs them
+# all; elsewhere it is a skip, which main() reports in a summary and, when every test of the
+# file skipped, as exit code 77 (CTest's SKIP_RETURN_CODE in the .cmake fragments).
+SKIP_RETURN_CODE = 77
+
+
+def in_ci():
+    return bool(os.environ.get("CI"))
+
+
+def missing_client(what):
+    """Raises the failure (CI) or the skip (elsewhere) for a missing client program or module."""
+    msg = "%s is not installed (scripts/bootstrap installs it)" % what
+    if in_ci():
+        raise AssertionError("CI: " + msg)
+    raise unittest.SkipTest(msg)
+
+
+def require_tool(name, *alternatives):
+    """Path of the client program `name` (or the first of `alternatives` found)."""
+    for n in (name,) + alternatives:
+        path = shutil.which(n) or (n if os.path.isabs(n) and os.access(n, os.X_OK) else None)
+        if path:
+            return path
+    missing_client(name)
+
+
+def needs_tool(name):
+    """Class decorator: every test of the class needs the client program `name`."""
+    def wrap(cls):
+        if shutil.which(name):
+            return cls
+        if in_ci():
+            def setUpClass(c):
+                missing_client(name)
+            cls.setUpClass = classmethod(setUpClass)
+            return cls
+        return unittest.skip("%s is not installed (scripts/bootstrap installs it)" % name)(cls)
+    return wrap
+
+
+def check_perl_modules(proc):
+    """After running a Perl client: a missing module ("Can't locate Foo.pm") is a missing client."""
+    err = proc.stderr.decode("utf-8", "replace") if isinstance(proc.stderr, bytes) else proc.stderr
+    if "Can't locate" in err:
+        missing_client("a Perl module (%s)" % err.strip().splitlines()[0])
+
+
+def main():
+    """unittest.main() for the e2e files: prints every skip in a closing summary, and exits 77
+    (reported by CTest as skipped, not passed) when no test ran at all."""
+    prog = unittest.main(verbosity=2, exit=False)
+    result = prog.result
+    if result.skipped:
+        print("\nSKIPPED %d of %d tests:" % (len(result.skipped), result.testsRun), file=sys.stderr)
+        for test, reason in result.skipped:
+            print("  %s: %s" % (test.id(), reason), file=sys.stderr)
+    if not result.wasSuccessful():
+        sys.exit(1)
+    if result.testsRun and len(result.skipped) == result.testsRun:
+        sys.exit(SKIP_RETURN_CODE)
+    sys.exit(0)
+
+
+def secret_forms(secret, *blobs):
+    """Every form in which `secret` may have crossed the wire: raw, base64 (SASL LOGIN sends
+    base64(password)), and base64 of each whole SASL response that carried it (PLAIN's
+    "\\0user\\0password"). A log check against the raw text alone cannot fail when only base64
+    was ever sent."""
+    raw = secret.encode() if isinstance(secret, str) else secret
+    forms = [raw, base64.b64encode(raw)] + [base64.b64encode(b) for b in blobs]
+    return [f.decode("latin-1") for f in forms]
+
+
+def assert_secret_not_logged(testcase, log, secret, *blobs):
+    for form in secret_forms(secret, *blobs):
+        testcase.assertNotIn(form, log, "a secret (%r form) is in the log" % form)
 
 
 def client_tls_context():

@@ -864,7 +864,7 @@ def run_tool(argv, timeout=20, **kw):
     return subprocess.run(argv, capture_output=True, timeout=timeout, **kw)
 
 
-@unittest.skipUnless(shutil.which("curl"), "curl not installed")
+@harness.needs_tool("curl")
 class Curl(unittest.TestCase):
     def curl(self, url, user, pw, *args):
         p = run_tool(["curl", "-sS", "--max-time", "10", "-u", "%s:%s" % (user, pw)] + list(args) + [url])
@@ -933,15 +933,13 @@ def retry_curl(fn, timeout=5.0):
         time.sleep(0.05)
 
 
-@unittest.skipUnless(shutil.which("fetchmail"), "fetchmail not installed")
+@harness.needs_tool("fetchmail")
 class ListedMechanisms(unittest.TestCase):
     """auth.mechanisms lists CRAM-MD5 ("encrypted password" mailers over STLS): Perl Net::POP3
     picks it from CAPA's SASL line by itself, and logs in."""
 
     def test_net_pop3_picks_cram_md5_from_capa(self):
-        perl = shutil.which("perl")
-        if not perl:
-            raise unittest.SkipTest("perl is not installed")
+        perl = harness.require_tool("perl")
         with Gateway({"auth": {"mechanisms": ["CRAM-MD5", "PLAIN"], "failure_delay_max_ms": FAILURE_DELAY_MAX_MS},
                       "pop3d": {"listen": [listener("starttls")]}}, check_exit=True) as gw:
             gw.start("pop3d")
@@ -957,8 +955,7 @@ print "OK\n"; $p->quit;
 """
             r = subprocess.run([perl, "-e", script, str(gw.port("pop3d")), "carol", "carol-legacy-pw"],
                                capture_output=True, timeout=60)
-            if b"Can't locate" in r.stderr:
-                raise unittest.SkipTest(r.stderr.decode())
+            harness.check_perl_modules(r)
             self.assertEqual(r.returncode, 0, r.stderr.decode() + r.stdout.decode())
             self.assertIn(b"SASL CRAM-MD5 PLAIN", r.stdout)
             gw.wait_log("pop3d", r"event=auth outcome=ok ip=127\.0\.0\.1 proto=pop3 mech=CRAM-MD5 user=carol ")
@@ -1004,4 +1001,4 @@ class Fetchmail(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    harness.main()
