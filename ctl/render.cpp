@@ -9,10 +9,7 @@ namespace rg::ctl {
 
 nlohmann::ordered_json grants_json(const std::vector<authdb::Grant>& grants) {
   auto arr = nlohmann::ordered_json::array();
-  for (auto& g : grants)
-    arr.push_back({{"ip", g.ip}, {"user", g.user}, {"method", g.method}, {"granted_at", authdb::iso8601(g.granted_at)},
-                   {"expires_at", authdb::iso8601(g.expires_at)},
-                   {"last_used_at", g.last_used_at ? nlohmann::ordered_json(authdb::iso8601(*g.last_used_at)) : nlohmann::ordered_json(nullptr)}});
+  for (const auto& g : grants) arr.push_back(authdb::grant_json(g));  // the status file's form
   return arr;
 }
 

@@ -13,6 +13,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 
@@ -20,7 +21,9 @@
 #include "authdb/users.h"
 #include "pop3d/command_parse.h"
 #include "pop3d/server.h"
+#include "shared/ascii.h"
 #include "shared/log.h"
+#include "shared/protocol/command.h"
 #include "shared/ip.h"
 #include "shared/maildir.h"
 #include "shared/net/errors.h"
@@ -71,11 +74,18 @@ class Session {
     Handler handler;
     unsigned states;
   };
-  static const Command kCommands[];
+  static const std::array<Command, 15> kCommands;
+  // The disconnect summary's counters: one per row of kCommands (same index), then unknown.
+  static constexpr size_t kUnknownId = 15;
+  using Stats = protocol::CommandStats<kUnknownId + 1>;
+  static const std::array<std::string_view, kUnknownId + 1> kSummaryNames;
 
   // Replies are queued and sent together when no pipelined input waits (RFC 2449 PIPELINING).
   void ok(std::string_view text) { reply("+OK", text); }
-  void err(std::string_view text) { reply("-ERR", text); }
+  void err(std::string_view text) {
+    failed_ = true;  // the command being handled counts as failed in the summary
+    reply("-ERR", text);
+  }
   void reply(std::string_view status, std::string_view text) {
     std::string line(status);
     if (!text.empty()) line.append(" ").append(text);
@@ -162,7 +172,9 @@ class Session {
   bool quit_ = false;
   const char* end_reason_ = "quit";
   // Counters for the disconnect summary.
-  unsigned n_retr_ = 0, n_dele_ = 0, n_top_ = 0, n_auth_fail_ = 0;
+  Stats stats_;
+  bool failed_ = false;  // the command being handled has answered -ERR
+  unsigned n_auth_fail_ = 0;
   uint64_t bytes_sent_ = 0;
   std::string sasl_mech_ = "-";  // the SASL mechanism of the AUTH command in progress (logs)
   // The log's mech= for a login method: USER/PASS and APOP by name, AUTH by its SASL mechanism.
@@ -174,7 +186,7 @@ class Session {
   unsigned n_deleted_on_quit_ = 0;
 };
 
-const Session::Command Session::kCommands[] = {
+const std::array<Session::Command, 15> Session::kCommands = {{
     {"CAPA", "capa", &Session::cmd_capa, kAny},  {"QUIT", "quit", &Session::cmd_quit, kAny},
     {"STLS", "stls", &Session::cmd_stls, kAuth}, {"USER", "user", &Session::cmd_user, kAuth},
     {"PASS", "pass", &Session::cmd_pass, kAuth}, {"APOP", "apop", &Session::cmd_apop, kAuth},
@@ -183,13 +195,18 @@ const Session::Command Session::kCommands[] = {
     {"RETR", "retr", &Session::cmd_retr, kTrans}, {"TOP", "top", &Session::cmd_top, kTrans},
     {"DELE", "dele", &Session::cmd_dele, kTrans}, {"NOOP", "noop", &Session::cmd_noop, kTrans},
     {"RSET", "rset", &Session::cmd_rset, kTrans},
-};
+}};
 
-std::string upper(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
+const std::array<std::string_view, Session::kUnknownId + 1> Session::kSummaryNames = [] {
+  std::array<std::string_view, kUnknownId + 1> names{};
+  for (size_t i = 0; i < kCommands.size(); ++i) names[i] = kCommands[i].log_name;
+  // "user=" of the disconnect line is who logged in (as in smtpd's); the USER command's count
+  // takes another name so one line never has the key twice.
+  for (size_t i = 0; i < kCommands.size(); ++i)
+    if (kCommands[i].log_name == "user") names[i] = "user_cmd";
+  names[kUnknownId] = "unknown";
+  return names;
+}();
 
 // POP3 framing of the SASL exchange (RFC 5034 §4): "+ <base64>" out, one line in, bounded by
 // the SASL response limit and the idle timeout.
@@ -247,6 +264,7 @@ asio::awaitable<void> Session::run() {
     if (ec == net::errc::line_too_long) {
       command_ = "unknown";
       bad_command("Line too long (RFC 2449: at most 255 octets)");
+      stats_.count(kUnknownId, false);
       continue;
     }
     if (ec) {
@@ -256,9 +274,10 @@ asio::awaitable<void> Session::run() {
     // Named, not a temporary inside co_await: g++ 12 destroys such temporaries twice.
     const std::string line = strip_eol(std::move(raw));
     // RFC 1939 §3: commands are printable ASCII; a NUL or other control character is refused.
-    if (std::any_of(line.begin(), line.end(), [](char ch) { return (ch >= 0 && ch < 0x20 && ch != '\t') || ch == 0x7f; })) {
+    if (ascii::has_control(line)) {
       command_ = "unknown";
       bad_command("Control character in command");
+      stats_.count(kUnknownId, false);
       continue;
     }
     co_await dispatch(line);
@@ -268,29 +287,33 @@ asio::awaitable<void> Session::run() {
   lock_.reset();
   co_await stream_.flush(kWriteTimeout);
   co_await stream_.shutdown(2s);
-  log::info(id_).kv("event", "disconnect").kv("reason", end_reason_)
-      .kv("ip", stream_.remote_ip()).kv("proto", "pop3").kv("user", user_.empty() ? "-" : user_).kv("retr", n_retr_)
-      .kv("top", n_top_).kv("dele", n_dele_).kv("deleted", n_deleted_on_quit_).kv("auth_failures", n_auth_fail_)
-      .kv("bytes", bytes_sent_);
+  // Postfix's summary, the same as smtpd's (shared/protocol/command.h), then pop3d's own totals.
+  auto line = log::info(id_);
+  line.kv("event", "disconnect").kv("reason", end_reason_).kv("ip", stream_.remote_ip()).kv("proto", "pop3")
+      .kv("user", user_.empty() ? "-" : user_);
+  stats_.append_to(line, kSummaryNames);
+  line.kv("deleted", n_deleted_on_quit_).kv("auth_failures", n_auth_fail_).kv("bytes", bytes_sent_);
 }
 
 asio::awaitable<void> Session::dispatch(std::string_view line) {
-  std::string_view keyword = line.substr(0, line.find(' '));
-  std::string_view args = keyword.size() < line.size() ? line.substr(keyword.size() + 1) : std::string_view();
-  std::string name = upper(keyword);
+  const auto [keyword, args] = protocol::split_command(line);
   command_ = "unknown";
-  for (const auto& c : kCommands) {
-    if (c.name != name) continue;
+  failed_ = false;
+  for (size_t id = 0; id < kCommands.size(); ++id) {
+    const Command& c = kCommands[id];
+    if (!ascii::iequals(c.name, keyword)) continue;  // RFC 1939 §3: keywords are case-insensitive
     command_ = c.log_name;
     unsigned mask = state_ == State::Authorization ? kAuth : kTrans;
     if (!(c.states & mask)) {
       bad_command("Command not valid in this state");
-      co_return;
+    } else {
+      co_await (this->*c.handler)(args);
     }
-    co_await (this->*c.handler)(args);
+    stats_.count(id, !failed_);
     co_return;
   }
-  bad_command(name.empty() ? "Empty command" : "Unknown command");
+  bad_command(keyword.empty() ? "Empty command" : "Unknown command");
+  stats_.count(kUnknownId, false);
 }
 
 asio::awaitable<void> Session::cmd_capa(std::string_view) {
@@ -578,7 +601,6 @@ asio::awaitable<void> Session::cmd_retr(std::string_view args) {
   Message* m = message_arg(args);
   if (!m) co_return err("No such message");
   co_await send_message(*m, std::nullopt);
-  ++n_retr_;
   if (!m->entry.seen) {
     try {
       m->entry.file = maildir_->mark_seen(m->entry);
@@ -596,7 +618,6 @@ asio::awaitable<void> Session::cmd_top(std::string_view args) {
   if (!lines) co_return bad_command("Invalid line count");
   Message* m = message_arg(a[0]);
   if (!m) co_return err("No such message");
-  ++n_top_;
   co_await send_message(*m, *lines);
 }
 
@@ -604,7 +625,6 @@ asio::awaitable<void> Session::cmd_dele(std::string_view args) {
   Message* m = message_arg(args);
   if (!m) co_return err("No such message");
   m->deleted = true;
-  ++n_dele_;
   ok("Marked to be deleted");
 }
 
