@@ -20,6 +20,7 @@
 #include "auth/sasl_exchange.h"
 #include "authdb/users.h"
 #include "pop3d/command_parse.h"
+#include "pop3d/maildrop.h"
 #include "pop3d/server.h"
 #include "shared/ascii.h"
 #include "shared/log.h"
@@ -47,11 +48,6 @@ constexpr size_t kFlushThreshold = 64 * 1024;
 
 enum class State { Authorization, Transaction, Update };
 enum StateMask : unsigned { kAuth = 1, kTrans = 2, kAny = kAuth | kTrans };
-
-struct Message {
-  maildir::Entry entry;
-  bool deleted = false;
-};
 
 class Session {
  public:
@@ -165,9 +161,7 @@ class Session {
   std::string apop_timestamp_;
   std::optional<std::string> pending_user_;  // USER given, PASS awaited
   std::string user_;
-  std::optional<maildir::Maildir> maildir_;
-  std::optional<maildir::Lock> lock_;
-  std::vector<Message> messages_;
+  std::optional<Maildrop> drop_;  // set in TRANSACTION (and UPDATE): the locked maildrop
   int64_t bad_commands_ = 0;
   bool quit_ = false;
   const char* end_reason_ = "quit";
@@ -284,7 +278,7 @@ asio::awaitable<void> Session::run() {
   }
   // A session that ends any way but QUIT in TRANSACTION removes nothing (RFC 1939 §6); the
   // maildrop is free for the next session before the goodbye is even sent.
-  lock_.reset();
+  drop_.reset();
   co_await stream_.flush(kWriteTimeout);
   co_await stream_.shutdown(2s);
   // Postfix's summary, the same as smtpd's (shared/protocol/command.h), then pop3d's own totals.
@@ -332,17 +326,10 @@ asio::awaitable<void> Session::cmd_capa(std::string_view) {
 asio::awaitable<void> Session::cmd_quit(std::string_view) {
   if (state_ == State::Transaction) {
     state_ = State::Update;
-    unsigned failed = 0;
-    for (auto& m : messages_) {
-      if (!m.deleted) continue;
-      if (::unlink(m.entry.file.c_str()) == 0 || errno == ENOENT)
-        ++n_deleted_on_quit_;
-      else
-        ++failed;
-    }
-    lock_.reset();  // the client may reconnect as soon as it reads the reply
-    if (failed) {
-      log::error(id_).kv("event", "update-failed").kv("user", user_).kv("not_removed", failed);
+    const Maildrop::Commit done = drop_->commit();  // releases the lock before the reply
+    n_deleted_on_quit_ = done.removed;
+    if (done.failed) {
+      log::error(id_).kv("event", "update-failed").kv("user", user_).kv("not_removed", done.failed);
       err("[SYS/TEMP] Some deleted messages were not removed");
     } else {
       ok("Logging out, " + std::to_string(n_deleted_on_quit_) + " messages deleted");
@@ -430,23 +417,17 @@ asio::awaitable<void> Session::login_failed(const char* method, std::string_view
 asio::awaitable<void> Session::login(const std::string& user, const char* method) {
   const int64_t now = std::time(nullptr);
   try {
-    maildir_.emplace(srv_.cfg.maildir_root, user);
-    maildir_->ensure();
-    lock_ = maildir_->try_lock();
-    if (!lock_) {
+    drop_ = Maildrop::open(srv_.cfg.maildir_root, user);
+    if (!drop_) {
       log::info(id_).kv("event", "auth").kv("outcome", "in-use").kv("reason", "maildrop-locked").kv("ip", stream_.remote_ip())
           .kv("proto", "pop3").kv("mech", mech_of(method)).kv("user", user);
       err("[IN-USE] Mailbox is locked by another POP3 session");
-      maildir_.reset();
       co_return;
     }
-    messages_.clear();
-    for (auto& e : maildir_->scan()) messages_.push_back(Message{std::move(e), false});
   } catch (const std::exception& e) {
     log::error(id_).kv("event", "auth").kv("outcome", "tempfail").kv("reason", "maildrop-error").kv("ip", stream_.remote_ip()).kv("method", method).kv("user", user)
         .kv("error", e.what());
-    lock_.reset();
-    maildir_.reset();
+    drop_.reset();
     err("[SYS/TEMP] Cannot open the mailbox");
     co_return;
   }
@@ -457,20 +438,18 @@ asio::awaitable<void> Session::login(const std::string& user, const char* method
   } catch (const std::exception& e) {
     log::error(id_).kv("event", "auth").kv("outcome", "tempfail").kv("reason", "grant-failed").kv("ip", stream_.remote_ip()).kv("method", method).kv("user", user)
         .kv("error", e.what());
-    lock_.reset();
-    maildir_.reset();
+    drop_.reset();
     err("[SYS/TEMP] Temporary failure, try again later");
     co_return;
   }
   srv_.status.request();
   user_ = user;
   state_ = State::Transaction;
-  uint64_t total = 0;
-  for (auto& m : messages_) total += m.entry.size;
+  const Maildrop::Totals all = drop_->all();
   log::info(id_).kv("event", "auth").kv("outcome", "ok").kv("ip", stream_.remote_ip()).kv("proto", "pop3")
       .kv("mech", mech_of(method)).kv("user", user).kv("method", method).kv("tls", stream_.is_tls() ? stream_.tls_description() : "no")
-      .kv("messages", messages_.size()).kv("grant_ttl", srv_.cfg.grants.ttl_seconds);
-  ok("Logged in, " + std::to_string(messages_.size()) + " messages (" + std::to_string(total) + " octets)");
+      .kv("messages", all.count).kv("grant_ttl", srv_.cfg.grants.ttl_seconds);
+  ok("Logged in, " + std::to_string(all.count) + " messages (" + std::to_string(all.octets) + " octets)");
 }
 
 asio::awaitable<void> Session::cmd_auth(std::string_view args) {
@@ -531,28 +510,25 @@ asio::awaitable<void> Session::cmd_auth(std::string_view args) {
 }
 
 Message* Session::message_arg(std::string_view arg) {
-  auto n = parse_number(arg);
-  if (!n || *n == 0 || *n > messages_.size() || messages_[*n - 1].deleted) return nullptr;
-  return &messages_[*n - 1];
+  const auto n = parse_number(arg);
+  return n ? drop_->find(*n) : nullptr;
 }
 
 asio::awaitable<void> Session::cmd_stat(std::string_view args) {
   if (!args.empty()) co_return bad_command("STAT takes no arguments");
-  uint64_t count = 0, size = 0;
-  for (auto& m : messages_)
-    if (!m.deleted) ++count, size += m.entry.size;
-  ok(std::to_string(count) + " " + std::to_string(size));
+  const Maildrop::Totals live = drop_->live();
+  ok(std::to_string(live.count) + " " + std::to_string(live.octets));
 }
 
 asio::awaitable<void> Session::cmd_list(std::string_view args) {
   if (!args.empty()) {
     Message* m = message_arg(args);
     if (!m) co_return err("No such message");
-    co_return ok(std::to_string(m - messages_.data() + 1) + " " + std::to_string(m->entry.size));
+    co_return ok(std::to_string(drop_->number_of(*m)) + " " + std::to_string(m->entry.size));
   }
   std::string out = "+OK scan listing follows\r\n";
-  for (size_t i = 0; i < messages_.size(); ++i)
-    if (!messages_[i].deleted) out += std::to_string(i + 1) + " " + std::to_string(messages_[i].entry.size) + "\r\n";
+  for (const Message& m : drop_->messages())
+    if (!m.deleted) out += std::to_string(drop_->number_of(m)) + " " + std::to_string(m.entry.size) + "\r\n";
   stream_.queue(out + ".\r\n");
 }
 
@@ -560,11 +536,11 @@ asio::awaitable<void> Session::cmd_uidl(std::string_view args) {
   if (!args.empty()) {
     Message* m = message_arg(args);
     if (!m) co_return err("No such message");
-    co_return ok(std::to_string(m - messages_.data() + 1) + " " + m->entry.uid);
+    co_return ok(std::to_string(drop_->number_of(*m)) + " " + m->entry.uid);
   }
   std::string out = "+OK unique-id listing follows\r\n";
-  for (size_t i = 0; i < messages_.size(); ++i)
-    if (!messages_[i].deleted) out += std::to_string(i + 1) + " " + messages_[i].entry.uid + "\r\n";
+  for (const Message& m : drop_->messages())
+    if (!m.deleted) out += std::to_string(drop_->number_of(m)) + " " + m.entry.uid + "\r\n";
   stream_.queue(out + ".\r\n");
 }
 
@@ -603,8 +579,7 @@ asio::awaitable<void> Session::cmd_retr(std::string_view args) {
   co_await send_message(*m, std::nullopt);
   if (!m->entry.seen) {
     try {
-      m->entry.file = maildir_->mark_seen(m->entry);
-      m->entry.seen = true;
+      drop_->mark_seen(*m);
     } catch (const std::exception& e) {
       log::warn(id_).kv("event", "mark-seen").kv("user", user_).kv("error", e.what());
     }
@@ -624,7 +599,7 @@ asio::awaitable<void> Session::cmd_top(std::string_view args) {
 asio::awaitable<void> Session::cmd_dele(std::string_view args) {
   Message* m = message_arg(args);
   if (!m) co_return err("No such message");
-  m->deleted = true;
+  drop_->mark_deleted(*m);
   ok("Marked to be deleted");
 }
 
@@ -635,8 +610,8 @@ asio::awaitable<void> Session::cmd_noop(std::string_view args) {
 
 asio::awaitable<void> Session::cmd_rset(std::string_view args) {
   if (!args.empty()) co_return bad_command("RSET takes no arguments");
-  for (auto& m : messages_) m.deleted = false;
-  ok("Maildrop has " + std::to_string(messages_.size()) + " messages");
+  drop_->reset();
+  ok("Maildrop has " + std::to_string(drop_->messages().size()) + " messages");
 }
 
 }  // namespace
