@@ -97,7 +97,8 @@ asio::awaitable<int64_t> Authenticator::failed(std::string ip) {
   static thread_local std::mt19937 rng{std::random_device{}()};
   auto delay = failure_delay(failures, cfg_.auth.failure_delay_max_ms);
   // A little jitter (OpenSMTPD: random pause after a failed auth), never past the cap.
-  delay = std::min(delay + std::chrono::milliseconds(rng() % 100), std::chrono::milliseconds(cfg_.auth.failure_delay_max_ms));
+  delay = std::min(delay + std::chrono::milliseconds(rng() % 100),
+                   std::chrono::milliseconds(cfg_.auth.failure_delay_max_ms));
   asio::steady_timer t(co_await asio::this_coro::executor, delay);
   co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
   co_return failures;

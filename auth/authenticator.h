@@ -18,7 +18,7 @@ namespace rg {
 
 struct AuthOutcome {
   enum class Result { Ok, UnknownUser, BadPassword, Disabled, TempFail } result = Result::UnknownUser;
-  std::string user;  // canonical name when Ok
+  std::string user;            // canonical name when Ok
   const char* reason() const;  // "ok", "unknown-user", ... for logs
 };
 
@@ -34,7 +34,8 @@ std::chrono::milliseconds failure_delay(int64_t failures, int64_t cap_ms);
 
 class Authenticator {
  public:
-  Authenticator(authdb::AuthDb& db, net::WorkerPool& pool, const config::Config& cfg) : db_(db), pool_(pool), cfg_(cfg) {}
+  Authenticator(authdb::AuthDb& db, net::WorkerPool& pool, const config::Config& cfg)
+      : db_(db), pool_(pool), cfg_(cfg) {}
 
   // Maps `login` to a user and verifies `password` on the worker pool. Unknown users cost the
   // same hashing time. Never throws for database faults (TempFail).

@@ -71,7 +71,8 @@ asio::awaitable<SaslOutcome> run_sasl_exchange(sasl::Mechanism& mech, const std:
         case sasl::Failure::Kind::Malformed: co_return outcome(Kind::Malformed, login, f.reason);
         case sasl::Failure::Kind::Protocol: co_return outcome(Kind::Protocol, login, f.reason);
         case sasl::Failure::Kind::BadCredentials:
-          co_return outcome(Kind::Failed, login, f.reason.empty() ? std::string_view("bad-credentials") : std::string_view(f.reason));
+          co_return outcome(Kind::Failed, login,
+                            f.reason.empty() ? std::string_view("bad-credentials") : std::string_view(f.reason));
       }
       co_return outcome(Kind::Failed, login, "bad-credentials");
     }

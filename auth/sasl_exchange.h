@@ -47,10 +47,10 @@ struct SaslOutcome {
     TooLong,    // a response over the transport's line limit
     Closed,     // the connection ended (or timed out) mid-exchange; `timed_out` tells which
   } kind = Kind::Failed;
-  std::string user;          // Ok: the canonical user name
-  std::string login = "-";   // the authentication identity the client named, for logs
-  std::string reason;        // Failed, Malformed, Protocol: short and secret-free, for logs
-  bool timed_out = false;    // Closed: by the read timeout rather than the client
+  std::string user;         // Ok: the canonical user name
+  std::string login = "-";  // the authentication identity the client named, for logs
+  std::string reason;       // Failed, Malformed, Protocol: short and secret-free, for logs
+  bool timed_out = false;   // Closed: by the read timeout rather than the client
 };
 
 // Runs the exchange of `mech` from its first step. `initial` is the decoded initial response

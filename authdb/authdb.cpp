@@ -20,7 +20,6 @@ namespace {
 // Thrown inside with_retry only; never escapes AuthDb.
 struct Busy {};
 
-
 // Forward migrations: kMigrations[i] takes the schema from version i to i + 1.
 const char* const kMigrations[] = {
     // 0 -> 1: users and grants.
@@ -151,7 +150,8 @@ void AuthDb::fail(const char* what, int rc) const {
   std::string detail = db_ ? sqlite3_errmsg(db_.get()) : sqlite3_errstr(rc);
   std::string hint;
   int primary = rc & 0xff;
-  if (primary == SQLITE_NOTADB || primary == SQLITE_CORRUPT) hint = " (the file is corrupt or not a relaygate database)";
+  if (primary == SQLITE_NOTADB || primary == SQLITE_CORRUPT)
+    hint = " (the file is corrupt or not a relaygate database)";
   if (primary == SQLITE_READONLY || primary == SQLITE_PERM || primary == SQLITE_CANTOPEN)
     hint = " (check the permissions of the file and its folder)";
   throw Error("database " + file_.string() + ": " + what + " failed: " + detail + hint);
@@ -189,7 +189,8 @@ AuthDb::AuthDb(const fs::path& file, OpenMode mode) : file_(file) {
   if (mode == OpenMode::MustExist && !fs::exists(file_, ec))
     throw Error("database " + file_.string() + ": does not exist (create it with `relaygatectl user add`)");
   if (fs::is_directory(file_, ec)) throw Error("database " + file_.string() + ": is a directory");
-  if (mode == OpenMode::Create && !fs::exists(file_, ec) && file_.has_parent_path() && !fs::is_directory(file_.parent_path(), ec))
+  if (mode == OpenMode::Create && !fs::exists(file_, ec) && file_.has_parent_path() &&
+      !fs::is_directory(file_.parent_path(), ec))
     throw Error("database " + file_.string() + ": folder " + file_.parent_path().string() + " does not exist");
   if (mode == OpenMode::Create) {
     try {
@@ -244,8 +245,11 @@ void AuthDb::migrate() {
       } else {
         Stmt n(*this, "SELECT count(*) FROM sqlite_master");
         n.step();
-        if (n.i64(0) != 0) throw Error("database " + file_.string() + ": is an SQLite file but not a relaygate database (no schema_version table)");
-        exec("CREATE TABLE schema_version(version INTEGER NOT NULL); INSERT INTO schema_version VALUES(0)", "create schema");
+        if (n.i64(0) != 0)
+          throw Error("database " + file_.string() +
+                      ": is an SQLite file but not a relaygate database (no schema_version table)");
+        exec("CREATE TABLE schema_version(version INTEGER NOT NULL); INSERT INTO schema_version VALUES(0)",
+             "create schema");
       }
     }
     if (version > kSchemaVersion)
@@ -263,16 +267,19 @@ void AuthDb::migrate() {
 
 // ---- users ----
 
-bool AuthDb::add_user(const std::string& name, const std::string& hash, const std::optional<std::string>& legacy, int64_t now) {
+bool AuthDb::add_user(const std::string& name, const std::string& hash, const std::optional<std::string>& legacy,
+                      int64_t now) {
   return with_retry("add user", [&] {
-    Stmt s(*this, "INSERT INTO users(name, enabled, password_hash, legacy_secret, created_at, updated_at) "
-                  "VALUES(?, 1, ?, ?, ?, ?) ON CONFLICT(name) DO NOTHING");
+    Stmt s(*this,
+           "INSERT INTO users(name, enabled, password_hash, legacy_secret, created_at, updated_at) "
+           "VALUES(?, 1, ?, ?, ?, ?) ON CONFLICT(name) DO NOTHING");
     s.bind(1, name).bind(2, hash).bind(3, legacy).bind(4, now).bind(5, now).run();
     return s.changes() == 1;
   });
 }
 
-bool AuthDb::set_password(const std::string& name, const std::string& hash, const std::optional<std::string>& legacy, int64_t now) {
+bool AuthDb::set_password(const std::string& name, const std::string& hash, const std::optional<std::string>& legacy,
+                          int64_t now) {
   return with_retry("set password", [&] {
     Stmt s(*this, "UPDATE users SET password_hash=?, legacy_secret=?, updated_at=? WHERE name=?");
     s.bind(1, hash).bind(2, legacy).bind(3, now).bind(4, name).run();
@@ -328,7 +335,8 @@ std::vector<User> AuthDb::list_users() {
 
 // ---- grants ----
 
-bool AuthDb::grant(const std::string& raw_ip, const std::string& user, const std::string& method, int64_t ttl, int64_t now) {
+bool AuthDb::grant(const std::string& raw_ip, const std::string& user, const std::string& method, int64_t ttl,
+                   int64_t now) {
   const std::string ip = grant_key(raw_ip);
   return with_retry("write grant", [&] {
     // One statement: a refresh keeps granted_at and last_used_at, moves expires_at.
@@ -336,8 +344,10 @@ bool AuthDb::grant(const std::string& raw_ip, const std::string& user, const std
            "INSERT INTO grants(ip, user_id, method, granted_at, refreshed_at, expires_at, last_used_at, ttl) "
            "SELECT ?1, id, ?2, ?3, ?3, ?3 + ?4, NULL, ?4 FROM users WHERE name=?5 AND enabled=1 "
            "ON CONFLICT(ip) DO UPDATE SET "
-           "  granted_at=CASE WHEN grants.user_id=excluded.user_id AND grants.expires_at>?3 THEN grants.granted_at ELSE ?3 END,"
-           "  last_used_at=CASE WHEN grants.user_id=excluded.user_id AND grants.expires_at>?3 THEN grants.last_used_at END,"
+           "  granted_at=CASE WHEN grants.user_id=excluded.user_id AND grants.expires_at>?3 THEN grants.granted_at "
+           "ELSE ?3 END,"
+           "  last_used_at=CASE WHEN grants.user_id=excluded.user_id AND grants.expires_at>?3 THEN grants.last_used_at "
+           "END,"
            "  user_id=excluded.user_id, method=excluded.method, refreshed_at=?3, expires_at=?3 + ?4, ttl=?4");
     s.bind(1, ip).bind(2, method).bind(3, now).bind(4, ttl).bind(5, user).run();
     return s.changes() == 1;

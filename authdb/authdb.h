@@ -43,7 +43,7 @@ struct UserAuth {
 };
 
 struct Grant {
-  std::string ip;      // canonical text form
+  std::string ip;  // canonical text form
   std::string user;
   std::string method;  // pop3, apop, pop3-sasl, admin
   int64_t granted_at = 0;
@@ -61,8 +61,8 @@ enum class OpenMode {
 class AuthDb {
  public:
   static constexpr int kSchemaVersion = 2;
-  static constexpr int kBusyTimeoutMs = 5000;       // per statement, then our own retry
-  static constexpr int kBusyRetryLimitMs = 30000;   // total wait before giving up with Error
+  static constexpr int kBusyTimeoutMs = 5000;            // per statement, then our own retry
+  static constexpr int kBusyRetryLimitMs = 30000;        // total wait before giving up with Error
   static constexpr int64_t kFailureWindowSeconds = 900;  // failed logins older than this are forgotten
 
   explicit AuthDb(const fs::path& file, OpenMode mode = OpenMode::Create);
@@ -77,8 +77,8 @@ class AuthDb {
                 const std::optional<std::string>& legacy_secret, int64_t now);  // false: exists
   bool set_password(const std::string& name, const std::string& password_hash,
                     const std::optional<std::string>& legacy_secret, int64_t now);  // false: no such user
-  bool delete_user(const std::string& name);                     // also removes the user's grants
-  bool set_enabled(const std::string& name, bool enabled, int64_t now);  // disabling revokes grants
+  bool delete_user(const std::string& name);                                        // also removes the user's grants
+  bool set_enabled(const std::string& name, bool enabled, int64_t now);             // disabling revokes grants
   std::optional<UserAuth> find_user(const std::string& name);
   std::vector<User> list_users();
 
@@ -87,11 +87,11 @@ class AuthDb {
   bool grant(const std::string& ip, const std::string& user, const std::string& method, int64_t ttl, int64_t now);
   bool is_authorized(const std::string& ip, int64_t now);
   std::optional<Grant> live_grant(const std::string& ip, int64_t now);
-  void touch(const std::string& ip, int64_t now);                // record a relay by the grant
+  void touch(const std::string& ip, int64_t now);  // record a relay by the grant
   bool revoke(const std::string& ip);
   int revoke_user(const std::string& user);
   int purge_expired(int64_t now);
-  std::vector<Grant> list(int64_t now);                          // live grants only, by ip
+  std::vector<Grant> list(int64_t now);  // live grants only, by ip
 
   // Failed logins per network key (shared/ip.h failure_net_key), shared by pop3d and smtpd.
   int64_t failure_count(const std::string& net, int64_t now);

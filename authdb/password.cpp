@@ -64,7 +64,8 @@ bool is_supported_hash(std::string_view hash) {
     if (c <= ' ' || c >= 0x7f || c == ':') return false;
   auto out = crypt_string("relaygate-probe", std::string(hash));
   // crypt returns the setting-plus-hash; it must keep the stored salt/parameters.
-  return out.has_value() && out->size() == hash.size() && out->compare(0, hash.rfind('$'), hash.substr(0, hash.rfind('$'))) == 0;
+  return out.has_value() && out->size() == hash.size() &&
+         out->compare(0, hash.rfind('$'), hash.substr(0, hash.rfind('$'))) == 0;
 }
 
 }  // namespace rg::authdb

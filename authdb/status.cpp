@@ -25,7 +25,8 @@ nlohmann::ordered_json grant_json(const Grant& g) {
   e["method"] = g.method;
   e["granted_at"] = iso8601(g.granted_at);
   e["expires_at"] = iso8601(g.expires_at);
-  e["last_used_at"] = g.last_used_at ? nlohmann::ordered_json(iso8601(*g.last_used_at)) : nlohmann::ordered_json(nullptr);
+  e["last_used_at"] =
+      g.last_used_at ? nlohmann::ordered_json(iso8601(*g.last_used_at)) : nlohmann::ordered_json(nullptr);
   return e;
 }
 

@@ -26,7 +26,6 @@ std::string render_status(const std::vector<Grant>& grants, int64_t now, const s
 // With `owner` (root writing for the service user), the file and any folder made for it are
 // owned by it, so the daemons can replace the file later.
 void write_status_file(const std::filesystem::path& path, const std::vector<Grant>& grants, int64_t now,
-                       const spool::Summary* queue = nullptr,
-                       const std::optional<fsutil::Owner>& owner = std::nullopt);
+                       const spool::Summary* queue = nullptr, const std::optional<fsutil::Owner>& owner = std::nullopt);
 
 }  // namespace rg::authdb

@@ -18,7 +18,8 @@ std::optional<std::string> user_name_problem(std::string_view name) {
         c == ';' || c == '(' || c == ')' || c == '[' || c == ']')
       return std::string("the user name contains '") + static_cast<char>(c) + "'";
   }
-  if (name.find("..") != std::string_view::npos || name.back() == '.') return "the user name has an empty dot-atom part";
+  if (name.find("..") != std::string_view::npos || name.back() == '.')
+    return "the user name has an empty dot-atom part";
   return std::nullopt;
 }
 

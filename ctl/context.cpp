@@ -76,7 +76,8 @@ void load_config(Context& ctx, const std::string& config_file) {
     } else {
       ctx.cfg = config::defaults(fs::current_path());
       ctx.defaults_note = " (no --config given and " + fallback.string() +
-                          " does not exist: using the embedded defaults relative to " + fs::current_path().string() + ")";
+                          " does not exist: using the embedded defaults relative to " + fs::current_path().string() +
+                          ")";
     }
   }
   ctx.owner = fsutil::owner_when_root(ctx.cfg.run_as.user, ctx.cfg.run_as.group);

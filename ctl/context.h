@@ -41,17 +41,17 @@ struct Failure : std::runtime_error {
 
 // Every option and argument of every command; each subcommand binds the ones it takes.
 struct Opts {
-  std::string name;          // NAME (user commands, sasl-plain)
-  std::string ip;            // IP (grant add, grant revoke)
-  std::string id;            // ID (queue commands)
-  std::string user;          // --user NAME (grant add, grant revoke)
-  std::string ttl;           // --ttl SECONDS, checked by grant add
-  bool json = false;         // --json
-  bool legacy = false;       // --legacy-mechs
-  bool no_legacy = false;    // --no-legacy-mechs
+  std::string name;        // NAME (user commands, sasl-plain)
+  std::string ip;          // IP (grant add, grant revoke)
+  std::string id;          // ID (queue commands)
+  std::string user;        // --user NAME (grant add, grant revoke)
+  std::string ttl;         // --ttl SECONDS, checked by grant add
+  bool json = false;       // --json
+  bool legacy = false;     // --legacy-mechs
+  bool no_legacy = false;  // --no-legacy-mechs
   bool password_stdin = false;
   bool hash_stdin = false;
-  bool write = false;        // status --write
+  bool write = false;  // status --write
 };
 
 inline int64_t now() { return static_cast<int64_t>(std::time(nullptr)); }

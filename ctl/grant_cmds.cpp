@@ -40,7 +40,8 @@ int grant_add(Context& c, const Opts& o) {
     char* end = nullptr;
     long long v = std::strtoll(o.ttl.c_str(), &end, 10);
     if (*end != '\0' || v < 1 || v > kMaxGrantTtl)
-      throw UsageError("--ttl: expected seconds 1-" + std::to_string(kMaxGrantTtl) + ", got \"" + log_safe(o.ttl) + "\"");
+      throw UsageError("--ttl: expected seconds 1-" + std::to_string(kMaxGrantTtl) + ", got \"" + log_safe(o.ttl) +
+                       "\"");
     ttl = v;
   }
   std::string ip = checked_ip(o.ip);
@@ -88,7 +89,8 @@ int status(Context& c, const Opts& o) {
     std::cout << "status written to " << c.cfg.status_file.string() << "\n";
     return kExitOk;
   }
-  std::printf("generated_at %s, %zu live grant(s), database %s\n", authdb::iso8601(t).c_str(), grants.size(), c.cfg.database.c_str());
+  std::printf("generated_at %s, %zu live grant(s), database %s\n", authdb::iso8601(t).c_str(), grants.size(),
+              c.cfg.database.c_str());
   print_grant_table(grants, t);
   return kExitOk;
 }

@@ -40,7 +40,7 @@ using Handler = std::function<int(Context&, const Opts&)>;
 
 // One leaf command of the table below.
 struct Command {
-  const char* group;        // "user", "grant", ...; nullptr for a top-level command
+  const char* group;  // "user", "grant", ...; nullptr for a top-level command
   const char* name;
   const char* description;
   Handler run;
@@ -60,14 +60,16 @@ const std::vector<Command>& commands() {
       {"user", "add", "add a user (password from the terminal, or --password-stdin)", user_add,
        [](CLI::App& a, Opts& o) {
          bind_name(a, o);
-         a.add_flag("--legacy-mechs", o.legacy, "also store the password-equivalent secret APOP, CRAM-MD5 and DIGEST-MD5 need");
+         a.add_flag("--legacy-mechs", o.legacy,
+                    "also store the password-equivalent secret APOP, CRAM-MD5 and DIGEST-MD5 need");
          bind_password_stdin(a, o);
        }},
       {"user", "passwd", "change a user's password, or import a crypt(3) hash", user_passwd,
        [](CLI::App& a, Opts& o) {
          bind_name(a, o);
          bind_password_stdin(a, o);
-         a.add_flag("--hash-stdin", o.hash_stdin, "read an existing crypt(3) hash ($y$, $6$, $2b$, ...) from standard input");
+         a.add_flag("--hash-stdin", o.hash_stdin,
+                    "read an existing crypt(3) hash ($y$, $6$, $2b$, ...) from standard input");
          a.add_flag("--legacy-mechs", o.legacy, "enable the legacy mechanisms for this user");
          a.add_flag("--no-legacy-mechs", o.no_legacy, "disable them (drops the stored secret)");
        }},
@@ -102,7 +104,8 @@ const std::vector<Command>& commands() {
       {"queue", "flush", "try one message (ID) or all that are not on hold now", queue_flush,
        [](CLI::App& a, Opts& o) { a.add_option("ID", o.id, "queue id (default: all)"); }},
       {"queue", "delete", "drop a message without a bounce", queue_delete, bind_id},
-      {"queue", "hold", "stop trying a message", [](Context& c, const Opts& o) { return queue_hold(c, o, true); }, bind_id},
+      {"queue", "hold", "stop trying a message", [](Context& c, const Opts& o) { return queue_hold(c, o, true); },
+       bind_id},
       {"queue", "release", "release a held message and try it now",
        [](Context& c, const Opts& o) { return queue_hold(c, o, false); }, bind_id},
       {"config", "check", "validate the config file", config_check, [](CLI::App&, Opts&) {}},
@@ -145,13 +148,15 @@ std::string usage_message(const CLI::App& app, const CLI::ParseError& e) {
   const CLI::App* at = selected(app);
   const std::string path = command_path(at);
   const std::vector<std::string> extras = app.remaining(true);
-  const bool group = at->get_subcommands().empty() && !at->get_subcommands([](const CLI::App*) { return true; }).empty();
+  const bool group =
+      at->get_subcommands().empty() && !at->get_subcommands([](const CLI::App*) { return true; }).empty();
   for (const auto& x : extras)
     if (x.size() > 1 && x[0] == '-') return "unknown option " + log_safe(x);
   if (group) {
     const std::string names = subcommand_names(*at);
     if (!extras.empty())
-      return "unknown command \"" + log_safe(path.empty() ? extras[0] : path + " " + extras[0]) + "\"; expected one of: " + names;
+      return "unknown command \"" + log_safe(path.empty() ? extras[0] : path + " " + extras[0]) +
+             "\"; expected one of: " + names;
     if (path.empty()) return "no command given; expected one of: " + names;
     return path + ": a subcommand is required: " + names;
   }

@@ -90,7 +90,10 @@ int queue_flush(Context& c, const Opts& o) {
   if (!o.id.empty()) {
     const std::string id = queue_id(o.id);
     bool held = false;
-    if (!queue_change(sp, id, [&](spool::Envelope& e) { held = e.held; return schedule(e); }))
+    if (!queue_change(sp, id, [&](spool::Envelope& e) {
+          held = e.held;
+          return schedule(e);
+        }))
       throw Failure("no queued message " + id);
     if (held) throw Failure("message " + id + " is on hold; release it first");
     std::cout << "message " << id << " scheduled for delivery now\n";
@@ -110,7 +113,8 @@ int queue_flush(Context& c, const Opts& o) {
       ++n;
     }
   }
-  std::cout << n << " message(s) scheduled for delivery now" << (busy ? ", " + std::to_string(busy) + " in delivery" : "") << "\n";
+  std::cout << n << " message(s) scheduled for delivery now"
+            << (busy ? ", " + std::to_string(busy) + " in delivery" : "") << "\n";
   return kExitOk;
 }
 

@@ -14,7 +14,8 @@ nlohmann::ordered_json grants_json(const std::vector<authdb::Grant>& grants) {
 }
 
 void print_grant_table(const std::vector<authdb::Grant>& grants, int64_t t) {
-  std::printf("%-39s %-20s %-9s %-20s %-20s %-9s %s\n", "IP", "USER", "METHOD", "GRANTED", "EXPIRES", "LEFT", "LAST USED");
+  std::printf("%-39s %-20s %-9s %-20s %-20s %-9s %s\n", "IP", "USER", "METHOD", "GRANTED", "EXPIRES", "LEFT",
+              "LAST USED");
   for (auto& g : grants)
     std::printf("%-39s %-20s %-9s %-20s %-20s %-9s %s\n", g.ip.c_str(), g.user.c_str(), g.method.c_str(),
                 authdb::iso8601(g.granted_at).c_str(), authdb::iso8601(g.expires_at).c_str(),
@@ -32,12 +33,24 @@ std::string message_last_error(const spool::Envelope& e) {
 nlohmann::ordered_json envelope_json(const spool::Envelope& e, int64_t t) {
   auto rcpts = nlohmann::ordered_json::array();
   for (const auto& r : e.recipients)
-    rcpts.push_back({{"address", r.address}, {"state", r.state}, {"status", r.status}, {"last_error", r.last_error},
-                     {"last_attempt_at", r.last_attempt_at ? nlohmann::ordered_json(authdb::iso8601(r.last_attempt_at)) : nlohmann::ordered_json(nullptr)}});
-  return {{"id", e.id}, {"sender", e.sender}, {"recipients", rcpts}, {"size", e.size},
-          {"age_seconds", t - e.created_at}, {"created_at", authdb::iso8601(e.created_at)},
-          {"next_attempt_at", authdb::iso8601(e.next_attempt_at)}, {"attempts", e.attempts}, {"held", e.held},
-          {"last_error", message_last_error(e)}, {"client_ip", e.client_ip}, {"auth", e.auth}};
+    rcpts.push_back({{"address", r.address},
+                     {"state", r.state},
+                     {"status", r.status},
+                     {"last_error", r.last_error},
+                     {"last_attempt_at", r.last_attempt_at ? nlohmann::ordered_json(authdb::iso8601(r.last_attempt_at))
+                                                           : nlohmann::ordered_json(nullptr)}});
+  return {{"id", e.id},
+          {"sender", e.sender},
+          {"recipients", rcpts},
+          {"size", e.size},
+          {"age_seconds", t - e.created_at},
+          {"created_at", authdb::iso8601(e.created_at)},
+          {"next_attempt_at", authdb::iso8601(e.next_attempt_at)},
+          {"attempts", e.attempts},
+          {"held", e.held},
+          {"last_error", message_last_error(e)},
+          {"client_ip", e.client_ip},
+          {"auth", e.auth}};
 }
 
 }  // namespace rg::ctl

@@ -36,7 +36,8 @@ int user_add(Context& c, const Opts& o) {
 int user_passwd(Context& c, const Opts& o) {
   std::string name = checked_user(o.name);
   if (o.legacy && o.no_legacy) throw UsageError("--legacy-mechs and --no-legacy-mechs exclude each other");
-  if (o.hash_stdin && o.legacy) throw UsageError("--hash-stdin cannot enable legacy mechanisms: they need the password itself");
+  if (o.hash_stdin && o.legacy)
+    throw UsageError("--hash-stdin cannot enable legacy mechanisms: they need the password itself");
   if (o.hash_stdin && o.password_stdin) throw UsageError("--hash-stdin and --password-stdin exclude each other");
   auto& db = c.db();
   auto user = db.find_user(name);
@@ -47,9 +48,11 @@ int user_passwd(Context& c, const Opts& o) {
   if (o.hash_stdin) {
     hash = read_line_stdin();
     if (!authdb::is_supported_hash(hash))
-      throw Failure("the hash on standard input is not a crypt(3) hash this system can verify ($y$, $gy$, $6$, $5$, $2b$)");
+      throw Failure(
+          "the hash on standard input is not a crypt(3) hash this system can verify ($y$, $gy$, $6$, $5$, $2b$)");
     if (had_legacy && !o.no_legacy)
-      std::cerr << "warning: legacy mechanisms disabled for " << name << ": a hash cannot serve APOP/CRAM-MD5/DIGEST-MD5\n";
+      std::cerr << "warning: legacy mechanisms disabled for " << name
+                << ": a hash cannot serve APOP/CRAM-MD5/DIGEST-MD5\n";
   } else {
     std::string pw = read_new_password(o);
     hash = authdb::hash_password(pw);
@@ -75,13 +78,17 @@ int user_list(Context& c, const Opts& o) {
   if (o.json) {
     auto arr = nlohmann::ordered_json::array();
     for (auto& u : users)
-      arr.push_back({{"name", u.name}, {"enabled", u.enabled}, {"legacy_mechs", u.legacy}, {"created_at", authdb::iso8601(u.created_at)}});
+      arr.push_back({{"name", u.name},
+                     {"enabled", u.enabled},
+                     {"legacy_mechs", u.legacy},
+                     {"created_at", authdb::iso8601(u.created_at)}});
     std::cout << arr.dump(2) << "\n";
     return kExitOk;
   }
   std::printf("%-32s %-8s %-7s %s\n", "USER", "ENABLED", "LEGACY", "CREATED");
   for (auto& u : users)
-    std::printf("%-32s %-8s %-7s %s\n", u.name.c_str(), u.enabled ? "yes" : "no", u.legacy ? "yes" : "no", authdb::iso8601(u.created_at).c_str());
+    std::printf("%-32s %-8s %-7s %s\n", u.name.c_str(), u.enabled ? "yes" : "no", u.legacy ? "yes" : "no",
+                authdb::iso8601(u.created_at).c_str());
   return kExitOk;
 }
 

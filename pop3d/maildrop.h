@@ -39,8 +39,8 @@ class Maildrop {
   Totals all() const;   // the greeting after login: every message
 
   void mark_deleted(Message& m) { m.deleted = true; }
-  void reset();                 // RSET: unmark every message
-  void mark_seen(Message& m);   // after RETR: the Maildir S flag; throws std::exception
+  void reset();                // RSET: unmark every message
+  void mark_seen(Message& m);  // after RETR: the Maildir S flag; throws std::exception
 
   struct Commit {
     unsigned removed = 0, failed = 0;

@@ -7,8 +7,9 @@
 
 int main(int argc, char** argv) {
   // A password hash or a failed-login delay in flight is all a session can be waiting for.
-  const rg::daemon::MainOptions options{"relaygate-pop3d", "pop3d", std::chrono::milliseconds(10000),
-                                        [](const rg::config::Config& c) { return c.pop3d.listen.size(); },
-                                        [](const rg::config::Config& c) { return (c.status_file.parent_path() / "relaygate-pop3d.lock").string(); }};
+  const rg::daemon::MainOptions options{
+      "relaygate-pop3d", "pop3d", std::chrono::milliseconds(10000),
+      [](const rg::config::Config& c) { return c.pop3d.listen.size(); },
+      [](const rg::config::Config& c) { return (c.status_file.parent_path() / "relaygate-pop3d.lock").string(); }};
   return rg::daemon::run_main<rg::pop3::Server>(argc, argv, options);
 }

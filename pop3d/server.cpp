@@ -2,18 +2,18 @@
 // that purges expired grants and rewrites the status file (DESIGN.md: at least every minute).
 #include "pop3d/server.h"
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/write.hpp>
 #include <thread>
 
 #include "authdb/status.h"
-#include "shared/fsutil.h"
 #include "pop3d/session.h"
 #include "shared/daemon.h"
+#include "shared/fsutil.h"
 #include "shared/log.h"
 #include "shared/net/listener.h"
 #include "shared/net/stream.h"
@@ -80,7 +80,8 @@ Server::Server(asio::io_context& io_ctx, config::Config config)
       status(io_ctx, db, pool, cfg.status_file, cfg.spool_dir),
       timer_(io_ctx) {
   // Only where the config allows it (tls.generate_self_signed): a mistyped path is an error.
-  if (cfg.tls.generate_self_signed) net::ensure_self_signed_certificate(cfg.tls.certificate, cfg.tls.private_key, cfg.hostname);
+  if (cfg.tls.generate_self_signed)
+    net::ensure_self_signed_certificate(cfg.tls.certificate, cfg.tls.private_key, cfg.hostname);
   tls = net::make_server_tls_context(cfg.tls.certificate, cfg.tls.private_key);
 }
 
@@ -90,7 +91,10 @@ void Server::start() {
   for (size_t i = 0; i < cfg.pop3d.listen.size(); ++i) {
     const auto& l = cfg.pop3d.listen[i];
     acceptors_.push_back(std::make_unique<asio::ip::tcp::acceptor>(net::open_acceptor(io, l.address, l.port)));
-    log::info().kv("event", "listening").kv("address", l.address).kv("port", acceptors_.back()->local_endpoint().port())
+    log::info()
+        .kv("event", "listening")
+        .kv("address", l.address)
+        .kv("port", acceptors_.back()->local_endpoint().port())
         .kv("tls", config::to_string(l.tls));
   }
   for (size_t i = 0; i < acceptors_.size(); ++i)
@@ -138,7 +142,8 @@ void Server::reload(config::Config fresh) {
   cfg.pop3d = fresh.pop3d;
   cfg.pop3d.listen = listen;
   cfg.smtpd = fresh.smtpd;
-  limiter.set_limits(static_cast<size_t>(cfg.pop3d.max_connections), static_cast<size_t>(cfg.pop3d.max_connections_per_ip));
+  limiter.set_limits(static_cast<size_t>(cfg.pop3d.max_connections),
+                     static_cast<size_t>(cfg.pop3d.max_connections_per_ip));
   log::info().kv("event", "reload").kv("outcome", "ok").kv("config", cfg.file.string());
 }
 
@@ -159,7 +164,8 @@ asio::awaitable<void> Server::accept(size_t index) {
       log::warn().kv("event", "connection-refused").kv("ip", stream.remote_ip()).kv("reason", "connection-limit");
       if (listener.tls != config::TlsMode::Implicit) {
         boost::system::error_code wec;
-        asio::write(stream.lowest_layer(), asio::buffer(std::string_view("-ERR [SYS/TEMP] Too many connections\r\n")), wec);
+        asio::write(stream.lowest_layer(), asio::buffer(std::string_view("-ERR [SYS/TEMP] Too many connections\r\n")),
+                    wec);
       }
       stream.close();
       continue;
@@ -180,8 +186,8 @@ asio::awaitable<void> Server::housekeeping() {
     status.request();
     if (stopping_) co_return;
     // systemd's STATUS line (`systemctl status`): live counts, refreshed with the status file.
-    daemon::notify("STATUS=sessions=" + std::to_string(limiter.total()) + " logins_since_start=" +
-                   std::to_string(sessions_started));
+    daemon::notify("STATUS=sessions=" + std::to_string(limiter.total()) +
+                   " logins_since_start=" + std::to_string(sessions_started));
     timer_.expires_after(std::chrono::seconds(cfg.grants.status_interval_seconds));
     auto [ec] = co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
     if (ec) co_return;

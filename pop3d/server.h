@@ -13,8 +13,8 @@
 #include <unordered_set>
 #include <vector>
 
-#include "authdb/authdb.h"
 #include "auth/authenticator.h"
+#include "authdb/authdb.h"
 #include "shared/config.h"
 #include "shared/net/limits.h"
 

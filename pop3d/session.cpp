@@ -8,12 +8,12 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/this_coro.hpp>
 #include <algorithm>
 #include <array>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <cerrno>
 #include <chrono>
 
@@ -23,11 +23,11 @@
 #include "pop3d/maildrop.h"
 #include "pop3d/server.h"
 #include "shared/ascii.h"
-#include "shared/log.h"
-#include "shared/protocol/command.h"
 #include "shared/ip.h"
+#include "shared/log.h"
 #include "shared/maildir.h"
 #include "shared/net/errors.h"
+#include "shared/protocol/command.h"
 #include "shared/sasl/codec.h"
 #include "shared/sasl/sasl.h"
 
@@ -100,7 +100,11 @@ class Session {
   }
   // Every refusal is logged (issue 9) in the shared order: event (the command), outcome, reason, ip.
   void bad_command(std::string_view text) {
-    log::info(id_).kv("event", command_).kv("outcome", "rejected").kv("reason", log::token(text)).kv("ip", stream_.remote_ip());
+    log::info(id_)
+        .kv("event", command_)
+        .kv("outcome", "rejected")
+        .kv("reason", log::token(text))
+        .kv("ip", stream_.remote_ip());
     err(text);
     if (++bad_commands_ >= srv_.cfg.pop3d.max_bad_commands) {
       err("Too many invalid commands, closing connection");
@@ -111,7 +115,8 @@ class Session {
   bool tls_required_now() const { return listener_.tls == config::TlsMode::Required && !stream_.is_tls(); }
   bool plaintext_ok() const { return stream_.is_tls() || srv_.cfg.auth.allow_plaintext_without_tls; }
   bool stls_available() const {
-    return !stream_.is_tls() && (listener_.tls == config::TlsMode::StartTls || listener_.tls == config::TlsMode::Required);
+    return !stream_.is_tls() &&
+           (listener_.tls == config::TlsMode::StartTls || listener_.tls == config::TlsMode::Required);
   }
   // auth.mechanisms / auth.mechanisms_without_tls: what CAPA lists is exactly what AUTH accepts.
   std::vector<std::string> offered_mechanisms() const {
@@ -181,13 +186,20 @@ class Session {
 };
 
 const std::array<Session::Command, 15> Session::kCommands = {{
-    {"CAPA", "capa", &Session::cmd_capa, kAny},  {"QUIT", "quit", &Session::cmd_quit, kAny},
-    {"STLS", "stls", &Session::cmd_stls, kAuth}, {"USER", "user", &Session::cmd_user, kAuth},
-    {"PASS", "pass", &Session::cmd_pass, kAuth}, {"APOP", "apop", &Session::cmd_apop, kAuth},
-    {"AUTH", "auth", &Session::cmd_auth, kAuth}, {"STAT", "stat", &Session::cmd_stat, kTrans},
-    {"LIST", "list", &Session::cmd_list, kTrans}, {"UIDL", "uidl", &Session::cmd_uidl, kTrans},
-    {"RETR", "retr", &Session::cmd_retr, kTrans}, {"TOP", "top", &Session::cmd_top, kTrans},
-    {"DELE", "dele", &Session::cmd_dele, kTrans}, {"NOOP", "noop", &Session::cmd_noop, kTrans},
+    {"CAPA", "capa", &Session::cmd_capa, kAny},
+    {"QUIT", "quit", &Session::cmd_quit, kAny},
+    {"STLS", "stls", &Session::cmd_stls, kAuth},
+    {"USER", "user", &Session::cmd_user, kAuth},
+    {"PASS", "pass", &Session::cmd_pass, kAuth},
+    {"APOP", "apop", &Session::cmd_apop, kAuth},
+    {"AUTH", "auth", &Session::cmd_auth, kAuth},
+    {"STAT", "stat", &Session::cmd_stat, kTrans},
+    {"LIST", "list", &Session::cmd_list, kTrans},
+    {"UIDL", "uidl", &Session::cmd_uidl, kTrans},
+    {"RETR", "retr", &Session::cmd_retr, kTrans},
+    {"TOP", "top", &Session::cmd_top, kTrans},
+    {"DELE", "dele", &Session::cmd_dele, kTrans},
+    {"NOOP", "noop", &Session::cmd_noop, kTrans},
     {"RSET", "rset", &Session::cmd_rset, kTrans},
 }};
 
@@ -212,11 +224,15 @@ class Session::Pop3SaslTransport final : public SaslTransport {
     co_return co_await s_.flush();
   }
   asio::awaitable<SaslResponse> read_response() override {
-    auto [ec, raw] = co_await s_.stream_.read_line(kMaxSaslResponse, std::chrono::seconds(s_.srv_.cfg.pop3d.idle_timeout_seconds));
+    auto [ec, raw] =
+        co_await s_.stream_.read_line(kMaxSaslResponse, std::chrono::seconds(s_.srv_.cfg.pop3d.idle_timeout_seconds));
     SaslResponse r;
-    if (ec == net::errc::line_too_long) r.status = SaslResponse::Status::TooLong;
-    else if (ec == net::errc::timeout) r.status = SaslResponse::Status::Timeout;
-    else if (ec) r.status = SaslResponse::Status::Closed;
+    if (ec == net::errc::line_too_long)
+      r.status = SaslResponse::Status::TooLong;
+    else if (ec == net::errc::timeout)
+      r.status = SaslResponse::Status::Timeout;
+    else if (ec)
+      r.status = SaslResponse::Status::Closed;
     r.text = strip_eol(std::move(raw));
     co_return r;
   }
@@ -232,8 +248,12 @@ std::string Session::usable_mechanisms() const {
 }
 
 asio::awaitable<void> Session::run() {
-  log::info(id_).kv("event", "connect").kv("ip", stream_.remote_ip()).kv("port", stream_.remote_port())
-      .kv("listener", listener_.port).kv("tls", config::to_string(listener_.tls));
+  log::info(id_)
+      .kv("event", "connect")
+      .kv("ip", stream_.remote_ip())
+      .kv("port", stream_.remote_port())
+      .kv("listener", listener_.port)
+      .kv("tls", config::to_string(listener_.tls));
   if (listener_.tls == config::TlsMode::Implicit) {
     const auto tls = srv_.tls;  // kept alive across the handshake even if SIGHUP replaces it
     if (auto ec = co_await stream_.start_tls(*tls, kTlsHandshakeTimeout)) {
@@ -283,7 +303,10 @@ asio::awaitable<void> Session::run() {
   co_await stream_.shutdown(2s);
   // Postfix's summary, the same as smtpd's (shared/protocol/command.h), then pop3d's own totals.
   auto line = log::info(id_);
-  line.kv("event", "disconnect").kv("reason", end_reason_).kv("ip", stream_.remote_ip()).kv("proto", "pop3")
+  line.kv("event", "disconnect")
+      .kv("reason", end_reason_)
+      .kv("ip", stream_.remote_ip())
+      .kv("proto", "pop3")
       .kv("user", user_.empty() ? "-" : user_);
   stats_.append_to(line, kSummaryNames);
   line.kv("deleted", n_deleted_on_quit_).kv("auth_failures", n_auth_fail_).kv("bytes", bytes_sent_);
@@ -356,15 +379,21 @@ asio::awaitable<void> Session::cmd_stls(std::string_view args) {
   }
   // RFC 2595 §4: forget everything from the plaintext phase (a USER already sent, too).
   pending_user_.reset();
-  log::info(id_).kv("event", "stls").kv("outcome", "ok").kv("tls", stream_.tls_description())
+  log::info(id_)
+      .kv("event", "stls")
+      .kv("outcome", "ok")
+      .kv("tls", stream_.tls_description())
       .kv("discarded_plaintext", discarded);
 }
 
 bool Session::auth_refused_before_tls(bool plaintext_mechanism) {
-  const char* reason = tls_required_now() ? "tls-required" : plaintext_mechanism && !plaintext_ok() ? "encryption-required" : nullptr;
+  const char* reason = tls_required_now()                       ? "tls-required"
+                       : plaintext_mechanism && !plaintext_ok() ? "encryption-required"
+                                                                : nullptr;
   if (reason == nullptr) return false;
   log::info(id_).kv("event", command_).kv("outcome", "rejected").kv("reason", reason).kv("ip", stream_.remote_ip());
-  err(tls_required_now() ? "[AUTH] TLS required: use STLS first" : "[AUTH] Plaintext authentication disallowed without TLS");
+  err(tls_required_now() ? "[AUTH] TLS required: use STLS first"
+                         : "[AUTH] Plaintext authentication disallowed without TLS");
   return true;
 }
 
@@ -395,7 +424,8 @@ asio::awaitable<void> Session::cmd_apop(std::string_view args) {
   const LegacySecret ls = srv_.auth.legacy_secret(a->name);
   if (ls.tempfail) co_return co_await login_failed("apop", a->name, "tempfail");
   // Unknown users get the same digest work against a dummy secret.
-  const bool good = sasl::apop_verify(apop_timestamp_, ls.secret ? std::string_view(*ls.secret) : "relaygate-no-such-user", a->digest);
+  const bool good = sasl::apop_verify(apop_timestamp_,
+                                      ls.secret ? std::string_view(*ls.secret) : "relaygate-no-such-user", a->digest);
   if (!good || !ls.secret)
     co_return co_await login_failed("apop", a->name, ls.secret ? "bad-digest" : "no-legacy-secret-or-unknown-user");
   co_await login(*ls.user, "apop");
@@ -409,8 +439,16 @@ asio::awaitable<void> Session::login_failed(const char* method, std::string_view
   }
   // Escalating delay per client network, shared with smtpd through authdb (auth/authenticator.h).
   const int64_t failures = co_await srv_.auth.failed(stream_.remote_ip());
-  log::warn(id_).kv("event", "auth").kv("outcome", "failed").kv("reason", log::token(why)).kv("ip", stream_.remote_ip())
-      .kv("proto", "pop3").kv("mech", mech_of(method)).kv("login", login_name).kv("tls", stream_.is_tls()).kv("failures", failures);
+  log::warn(id_)
+      .kv("event", "auth")
+      .kv("outcome", "failed")
+      .kv("reason", log::token(why))
+      .kv("ip", stream_.remote_ip())
+      .kv("proto", "pop3")
+      .kv("mech", mech_of(method))
+      .kv("login", login_name)
+      .kv("tls", stream_.is_tls())
+      .kv("failures", failures);
   err("[AUTH] Authentication failed");
 }
 
@@ -419,13 +457,25 @@ asio::awaitable<void> Session::login(const std::string& user, const char* method
   try {
     drop_ = Maildrop::open(srv_.cfg.maildir_root, user);
     if (!drop_) {
-      log::info(id_).kv("event", "auth").kv("outcome", "in-use").kv("reason", "maildrop-locked").kv("ip", stream_.remote_ip())
-          .kv("proto", "pop3").kv("mech", mech_of(method)).kv("user", user);
+      log::info(id_)
+          .kv("event", "auth")
+          .kv("outcome", "in-use")
+          .kv("reason", "maildrop-locked")
+          .kv("ip", stream_.remote_ip())
+          .kv("proto", "pop3")
+          .kv("mech", mech_of(method))
+          .kv("user", user);
       err("[IN-USE] Mailbox is locked by another POP3 session");
       co_return;
     }
   } catch (const std::exception& e) {
-    log::error(id_).kv("event", "auth").kv("outcome", "tempfail").kv("reason", "maildrop-error").kv("ip", stream_.remote_ip()).kv("method", method).kv("user", user)
+    log::error(id_)
+        .kv("event", "auth")
+        .kv("outcome", "tempfail")
+        .kv("reason", "maildrop-error")
+        .kv("ip", stream_.remote_ip())
+        .kv("method", method)
+        .kv("user", user)
         .kv("error", e.what());
     drop_.reset();
     err("[SYS/TEMP] Cannot open the mailbox");
@@ -436,7 +486,13 @@ asio::awaitable<void> Session::login(const std::string& user, const char* method
       throw authdb::Error("user " + user + " vanished during login");
     srv_.auth.succeeded(stream_.remote_ip());
   } catch (const std::exception& e) {
-    log::error(id_).kv("event", "auth").kv("outcome", "tempfail").kv("reason", "grant-failed").kv("ip", stream_.remote_ip()).kv("method", method).kv("user", user)
+    log::error(id_)
+        .kv("event", "auth")
+        .kv("outcome", "tempfail")
+        .kv("reason", "grant-failed")
+        .kv("ip", stream_.remote_ip())
+        .kv("method", method)
+        .kv("user", user)
         .kv("error", e.what());
     drop_.reset();
     err("[SYS/TEMP] Temporary failure, try again later");
@@ -446,9 +502,17 @@ asio::awaitable<void> Session::login(const std::string& user, const char* method
   user_ = user;
   state_ = State::Transaction;
   const Maildrop::Totals all = drop_->all();
-  log::info(id_).kv("event", "auth").kv("outcome", "ok").kv("ip", stream_.remote_ip()).kv("proto", "pop3")
-      .kv("mech", mech_of(method)).kv("user", user).kv("method", method).kv("tls", stream_.is_tls() ? stream_.tls_description() : "no")
-      .kv("messages", all.count).kv("grant_ttl", srv_.cfg.grants.ttl_seconds);
+  log::info(id_)
+      .kv("event", "auth")
+      .kv("outcome", "ok")
+      .kv("ip", stream_.remote_ip())
+      .kv("proto", "pop3")
+      .kv("mech", mech_of(method))
+      .kv("user", user)
+      .kv("method", method)
+      .kv("tls", stream_.is_tls() ? stream_.tls_description() : "no")
+      .kv("messages", all.count)
+      .kv("grant_ttl", srv_.cfg.grants.ttl_seconds);
   ok("Logged in, " + std::to_string(all.count) + " messages (" + std::to_string(all.octets) + " octets)");
 }
 
@@ -493,18 +557,30 @@ asio::awaitable<void> Session::cmd_auth(std::string_view args) {
     case SaslOutcome::Kind::Failed:
     case SaslOutcome::Kind::TempFail: co_return co_await login_failed("pop3-sasl", out.login, out.reason);
     case SaslOutcome::Kind::Protocol:
-      co_return co_await login_failed("pop3-sasl", out.login, out.reason.empty() ? std::string_view("bad-credentials") : std::string_view(out.reason));
+      co_return co_await login_failed(
+          "pop3-sasl", out.login,
+          out.reason.empty() ? std::string_view("bad-credentials") : std::string_view(out.reason));
     case SaslOutcome::Kind::Closed: end(out.timed_out ? "idle-timeout" : "client-closed"); co_return;
     case SaslOutcome::Kind::TooLong: co_return err("[AUTH] Authentication response too long");
     case SaslOutcome::Kind::BadBase64: co_return err("[AUTH] Invalid base64 in response");
     case SaslOutcome::Kind::Cancelled:
       // RFC 5034 §4: the client cancelled; an abort is not a failed password.
-      log::info(id_).kv("event", "auth").kv("outcome", "aborted").kv("reason", "client-cancelled").kv("ip", stream_.remote_ip())
-          .kv("proto", "pop3").kv("mech", mech_name);
+      log::info(id_)
+          .kv("event", "auth")
+          .kv("outcome", "aborted")
+          .kv("reason", "client-cancelled")
+          .kv("ip", stream_.remote_ip())
+          .kv("proto", "pop3")
+          .kv("mech", mech_name);
       co_return err("[AUTH] Authentication cancelled");
     case SaslOutcome::Kind::Malformed:
-      log::info(id_).kv("event", "auth").kv("outcome", "malformed").kv("reason", log::token(out.reason))
-          .kv("ip", stream_.remote_ip()).kv("proto", "pop3").kv("mech", mech_name);
+      log::info(id_)
+          .kv("event", "auth")
+          .kv("outcome", "malformed")
+          .kv("reason", log::token(out.reason))
+          .kv("ip", stream_.remote_ip())
+          .kv("proto", "pop3")
+          .kv("mech", mech_name);
       co_return err("[AUTH] Malformed authentication response");
   }
 }
@@ -547,7 +623,11 @@ asio::awaitable<void> Session::cmd_uidl(std::string_view args) {
 asio::awaitable<void> Session::send_message(Message& m, std::optional<uint64_t> top_lines) {
   int fd = ::open(m.entry.file.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    log::error(id_).kv("event", "retr").kv("user", user_).kv("file", m.entry.file.string()).kv("error", std::strerror(errno));
+    log::error(id_)
+        .kv("event", "retr")
+        .kv("user", user_)
+        .kv("file", m.entry.file.string())
+        .kv("error", std::strerror(errno));
     co_return err("[SYS/TEMP] Cannot read the message");
   }
   ok(top_lines ? "top of message follows" : std::to_string(m.entry.size) + " octets");

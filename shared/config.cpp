@@ -41,7 +41,8 @@ size_t edit_distance(const std::string& a, const std::string& b) {
     for (size_t j = 1; j <= b.size(); ++j) {
       const size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
       d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
     }
   return d[a.size()][b.size()];
 }
@@ -105,9 +106,7 @@ json parse_strict(const std::string& text, const std::string& file) {
           throw ConfigError(file + ": " + (f.path.empty() ? f.key : f.path + "." + f.key) + ": duplicate key");
         break;
       }
-      case json::parse_event_t::value:
-        element_done();
-        break;
+      case json::parse_event_t::value: element_done(); break;
     }
     return true;
   };
@@ -208,15 +207,15 @@ class ObjectReader {
   std::set<std::string> known_;
 };
 
-constexpr std::pair<const char*, TlsMode> kTlsModes[] = {
-    {"none", TlsMode::None}, {"starttls", TlsMode::StartTls},
-    {"required", TlsMode::Required}, {"implicit", TlsMode::Implicit}};
+constexpr std::pair<const char*, TlsMode> kTlsModes[] = {{"none", TlsMode::None},
+                                                         {"starttls", TlsMode::StartTls},
+                                                         {"required", TlsMode::Required},
+                                                         {"implicit", TlsMode::Implicit}};
 constexpr std::pair<const char*, SmtpMode> kSmtpModes[] = {
-    {"relay", SmtpMode::Relay}, {"submission", SmtpMode::Submission},
-    {"submissions", SmtpMode::Submissions}};
+    {"relay", SmtpMode::Relay}, {"submission", SmtpMode::Submission}, {"submissions", SmtpMode::Submissions}};
 
-void read_listeners(ObjectReader& parent, const std::string& key, std::vector<Listener>& out,
-                    bool smtp, const std::string& file) {
+void read_listeners(ObjectReader& parent, const std::string& key, std::vector<Listener>& out, bool smtp,
+                    const std::string& file) {
   const json* v = parent.find(key);
   if (v == nullptr) return;
   if (!v->is_array()) parent.fail(parent.key_path(key), "expected an array of listener objects", *v);
@@ -235,8 +234,7 @@ void read_listeners(ObjectReader& parent, const std::string& key, std::vector<Li
     if (l.address.empty()) throw ConfigError(file + ": " + path + ".address: required");
     if (port < 0) throw ConfigError(file + ": " + path + ".port: required");
     if (!canonical_ip(l.address))
-      throw ConfigError(file + ": " + path + ".address: expected an IPv4 or IPv6 address, got \"" +
-                        l.address + "\"");
+      throw ConfigError(file + ": " + path + ".address: expected an IPv4 or IPv6 address, got \"" + l.address + "\"");
     l.port = static_cast<uint16_t>(port);
     if (smtp && l.mode == SmtpMode::Submissions && l.tls != TlsMode::Implicit)
       throw ConfigError(file + ": " + path + ".tls: mode \"submissions\" needs \"implicit\" (RFC 8314)");
@@ -392,7 +390,8 @@ Config parse(const std::string& text, const fs::path& name, const fs::path& base
     h.finish();
     if (c.smarthost.host.empty()) throw ConfigError(file + ": smarthost.host: required");
     if (!canonical_ip(c.smarthost.host) && !valid_domain(c.smarthost.host))
-      throw ConfigError(file + ": smarthost.host: expected a host name or an IP address, got \"" + c.smarthost.host + "\"");
+      throw ConfigError(file + ": smarthost.host: expected a host name or an IP address, got \"" + c.smarthost.host +
+                        "\"");
     c.smarthost.port = port > 0 ? static_cast<uint16_t>(port) : (c.smarthost.tls == TlsMode::Implicit ? 465 : 25);
     if (!c.smarthost.username.empty() && c.smarthost.password_file.empty())
       throw ConfigError(file + ": smarthost.password_file: required with smarthost.username");
@@ -435,9 +434,7 @@ Config load(const fs::path& file) {
   return parse(ss.str(), abs, abs.parent_path());
 }
 
-Config load_or_defaults(const fs::path& file) {
-  return file.empty() ? defaults(fs::current_path()) : load(file);
-}
+Config load_or_defaults(const fs::path& file) { return file.empty() ? defaults(fs::current_path()) : load(file); }
 
 std::vector<std::string> sasl_mechanisms(const Config& cfg, const Listener& listener, bool tls_active) {
   if (tls_active) return cfg.auth.mechanisms;

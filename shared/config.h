@@ -40,16 +40,16 @@ struct Tls {
 };
 
 struct Grants {
-  int64_t ttl_seconds = 1800;                 // POP-before-SMTP relay window
-  int64_t status_interval_seconds = 60;       // purge + status rewrite period (DESIGN: ≤ 1 min)
+  int64_t ttl_seconds = 1800;            // POP-before-SMTP relay window
+  int64_t status_interval_seconds = 60;  // purge + status rewrite period (DESIGN: ≤ 1 min)
 };
 
 // SASL mechanism names the administrator may list (RFC 4616, RFC 4954 LOGIN, RFC 2195, RFC 2831).
 inline constexpr const char* kSaslMechanisms[] = {"PLAIN", "LOGIN", "CRAM-MD5", "DIGEST-MD5"};
 
 struct Auth {
-  bool allow_plaintext_without_tls = false;   // USER/PASS, PLAIN, LOGIN outside TLS
-  int64_t failure_delay_max_ms = 5000;        // cap of the escalating failed-login delay
+  bool allow_plaintext_without_tls = false;  // USER/PASS, PLAIN, LOGIN outside TLS
+  int64_t failure_delay_max_ms = 5000;       // cap of the escalating failed-login delay
   // SASL mechanisms offered (EHLO AUTH, POP3 CAPA SASL) and accepted, in this order, once TLS is
   // active; others get 504 / -ERR. DIGEST-MD5 (historic, RFC 6331) only when listed.
   std::vector<std::string> mechanisms = {"PLAIN", "LOGIN"};
@@ -61,7 +61,7 @@ struct Auth {
 
 struct Pop3d {
   std::vector<Listener> listen;
-  int64_t idle_timeout_seconds = 600;         // RFC 1939 §3: at least 10 minutes
+  int64_t idle_timeout_seconds = 600;  // RFC 1939 §3: at least 10 minutes
   int64_t max_connections = 1000;
   int64_t max_connections_per_ip = 20;
   int64_t max_bad_commands = 10;
@@ -75,26 +75,26 @@ struct Smtpd {
   int64_t max_connections = 1000;
   int64_t max_connections_per_ip = 50;
   int64_t max_errors = 10;
-  int64_t command_timeout_seconds = 300;      // RFC 5321 §4.5.3.2.7 server timeout: 5 min
-  int64_t data_timeout_seconds = 600;         // RFC 5321 §4.5.3.2.6 DATA block: 3 min client side
-  int64_t min_data_rate = 1024;               // bytes/s averaged over DATA; slower is cut off
-  int64_t data_rate_grace_seconds = 30;       // DATA time before min_data_rate is enforced
-  int64_t greeting_pause_ms = 0;              // wait for early talkers before the 220 (0 = off)
+  int64_t command_timeout_seconds = 300;  // RFC 5321 §4.5.3.2.7 server timeout: 5 min
+  int64_t data_timeout_seconds = 600;     // RFC 5321 §4.5.3.2.6 DATA block: 3 min client side
+  int64_t min_data_rate = 1024;           // bytes/s averaged over DATA; slower is cut off
+  int64_t data_rate_grace_seconds = 30;   // DATA time before min_data_rate is enforced
+  int64_t greeting_pause_ms = 0;          // wait for early talkers before the 220 (0 = off)
 };
 
 // The one relay all non-local mail goes to (issue 5). No host: non-local RCPTs are refused with
 // 550 5.7.1 and nothing is ever queued for relay. Timeouts: RFC 5321 §4.5.3.2 (client side).
 struct Smarthost {
-  std::string host;                           // DNS name or IP literal; "" = no smarthost
-  uint16_t port = 25;                         // 465 when tls is "implicit" and no port is given
-  TlsMode tls = TlsMode::Required;            // none | starttls (when offered) | required | implicit
-  fs::path ca_file;                           // "" = the system CA store
-  bool verify = true;                         // certificate chain and host name (RFC 6125)
-  std::string username;                       // "" = no AUTH; else AUTH PLAIN or LOGIN (RFC 4954)
-  fs::path password_file;                     // first line is the password; needed with username
-  int64_t connect_timeout_seconds = 30;       // TCP connect and TLS handshake
-  int64_t command_timeout_seconds = 300;      // §4.5.3.2.1-5: greeting, EHLO, MAIL, RCPT, DATA, data blocks
-  int64_t data_timeout_seconds = 600;         // §4.5.3.2.6: the reply to the final "."
+  std::string host;                       // DNS name or IP literal; "" = no smarthost
+  uint16_t port = 25;                     // 465 when tls is "implicit" and no port is given
+  TlsMode tls = TlsMode::Required;        // none | starttls (when offered) | required | implicit
+  fs::path ca_file;                       // "" = the system CA store
+  bool verify = true;                     // certificate chain and host name (RFC 6125)
+  std::string username;                   // "" = no AUTH; else AUTH PLAIN or LOGIN (RFC 4954)
+  fs::path password_file;                 // first line is the password; needed with username
+  int64_t connect_timeout_seconds = 30;   // TCP connect and TLS handshake
+  int64_t command_timeout_seconds = 300;  // §4.5.3.2.1-5: greeting, EHLO, MAIL, RCPT, DATA, data blocks
+  int64_t data_timeout_seconds = 600;     // §4.5.3.2.6: the reply to the final "."
   bool configured() const { return !host.empty(); }
 };
 
@@ -118,8 +118,8 @@ struct RunAs {
 };
 
 struct Config {
-  fs::path file;                   // the file loaded ("" for embedded defaults)
-  std::string hostname;            // defaults to the system host name
+  fs::path file;         // the file loaded ("" for embedded defaults)
+  std::string hostname;  // defaults to the system host name
   fs::path database;
   fs::path status_file;
   fs::path maildir_root;

@@ -5,8 +5,8 @@
 
 #include <fcntl.h>
 #include <grp.h>
-#include <sys/file.h>
 #include <pwd.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -20,7 +20,8 @@ namespace rg::daemon {
 
 void notify(std::string_view state) {
   const char* path = std::getenv("NOTIFY_SOCKET");
-  if (path == nullptr || (path[0] != '/' && path[0] != '@') || std::strlen(path) >= sizeof(sockaddr_un::sun_path)) return;
+  if (path == nullptr || (path[0] != '/' && path[0] != '@') || std::strlen(path) >= sizeof(sockaddr_un::sun_path))
+    return;
   int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return;
   sockaddr_un addr{};
@@ -66,7 +67,8 @@ InstanceLock::~InstanceLock() {
 std::string drop_privileges(const std::string& user, const std::string& group, bool allow_root) {
   if (::geteuid() != 0) return "not root";
   if (allow_root) return "root (explicitly allowed)";
-  if (user.empty()) throw std::runtime_error("running as root: set run_as.user to an unprivileged user (or allow root explicitly)");
+  if (user.empty())
+    throw std::runtime_error("running as root: set run_as.user to an unprivileged user (or allow root explicitly)");
   passwd* pw = ::getpwnam(user.c_str());
   if (pw == nullptr)
     throw std::runtime_error("running as root and run_as.user \"" + user +
@@ -82,7 +84,8 @@ std::string drop_privileges(const std::string& user, const std::string& group, b
   if (::setgroups(0, nullptr) != 0) throw std::runtime_error(std::string("setgroups: ") + std::strerror(errno));
   if (::setgid(gid) != 0) throw std::runtime_error(std::string("setgid: ") + std::strerror(errno));
   if (::setuid(uid) != 0) throw std::runtime_error(std::string("setuid: ") + std::strerror(errno));
-  if (::setuid(0) == 0 || ::geteuid() == 0) throw std::runtime_error("could regain root after dropping privileges; refusing to run");
+  if (::setuid(0) == 0 || ::geteuid() == 0)
+    throw std::runtime_error("could regain root after dropping privileges; refusing to run");
   return user + " (uid " + std::to_string(uid) + ", gid " + std::to_string(gid) + ")";
 }
 

@@ -21,7 +21,8 @@ void notify(std::string_view state);
 // pid holding it. Taken before binding and before anything in the spool or database is touched.
 class InstanceLock {
  public:
-  InstanceLock(const std::string& file, const std::string& config_name, const std::string& user, const std::string& group);
+  InstanceLock(const std::string& file, const std::string& config_name, const std::string& user,
+               const std::string& group);
   ~InstanceLock();
   InstanceLock(const InstanceLock&) = delete;
   InstanceLock& operator=(const InstanceLock&) = delete;

@@ -28,8 +28,8 @@
 namespace rg::daemon {
 
 struct MainOptions {
-  const char* program;                // "relaygate-smtpd"
-  const char* log_name;               // "smtpd"
+  const char* program;                    // "relaygate-smtpd"
+  const char* log_name;                   // "smtpd"
   std::chrono::milliseconds drain_limit;  // what SIGTERM waits for live sessions
   size_t (*listener_count)(const config::Config&);
   // The instance lock file in this daemon's state folder (one instance per spool / status file).
@@ -87,16 +87,19 @@ int run_main(int argc, char** argv, const MainOptions& opt) {
       std::cout << opt.program << " " << kVersion << "\n";
       return 0;
     } else if (a == "-h" || a == "--help") {
-      std::cout << "usage: " << opt.program << " [--config FILE] [--check-config] [--allow-root] [--version] [--help]\n"
-                << "  --config FILE   the configuration (default: the embedded defaults, relative to the current folder)\n"
-                << "  --check-config  validate the configuration and exit (0 ok, 1 problem)\n"
-                << "  --allow-root    keep running as root instead of becoming run_as.user\n"
-                << "  --version       print the version and exit\n"
-                << "Runs in the foreground and logs to stderr. SIGHUP reloads, SIGTERM stops. See " << opt.program << "(8).\n";
+      std::cout
+          << "usage: " << opt.program << " [--config FILE] [--check-config] [--allow-root] [--version] [--help]\n"
+          << "  --config FILE   the configuration (default: the embedded defaults, relative to the current folder)\n"
+          << "  --check-config  validate the configuration and exit (0 ok, 1 problem)\n"
+          << "  --allow-root    keep running as root instead of becoming run_as.user\n"
+          << "  --version       print the version and exit\n"
+          << "Runs in the foreground and logs to stderr. SIGHUP reloads, SIGTERM stops. See " << opt.program
+          << "(8).\n";
       return 0;
     } else {
       std::cerr << opt.program << ": unknown option " << a << "\n"
-                << "usage: " << opt.program << " [--config FILE] [--check-config] [--allow-root] [--version] [--help]\n";
+                << "usage: " << opt.program
+                << " [--config FILE] [--check-config] [--allow-root] [--version] [--help]\n";
       return 2;
     }
   }
@@ -120,7 +123,8 @@ int run_main(int argc, char** argv, const MainOptions& opt) {
     Server server(io, std::move(cfg));
     server.start();
     // Ports are bound (25/110 need root or CAP_NET_BIND_SERVICE): now give up root.
-    const std::string identity = drop_privileges(server.cfg.run_as.user, server.cfg.run_as.group, server.cfg.run_as.allow_root);
+    const std::string identity =
+        drop_privileges(server.cfg.run_as.user, server.cfg.run_as.group, server.cfg.run_as.allow_root);
     bool forced = false;
     boost::asio::signal_set hup(io, SIGHUP);
     detail::wait_for_hangup(hup, server, config_file);

@@ -29,7 +29,11 @@ class Fd {
   Fd(const Fd&) = delete;
   Fd& operator=(const Fd&) = delete;
   int get() const { return fd_; }
-  int release() { int f = fd_; fd_ = -1; return f; }
+  int release() {
+    int f = fd_;
+    fd_ = -1;
+    return f;
+  }
 
  private:
   int fd_;
@@ -103,8 +107,8 @@ bool create_file_owned(const fs::path& path, const std::optional<Owner>& owner, 
 void atomic_write(const fs::path& path, std::string_view content, unsigned mode, const std::optional<Owner>& owner) {
   static std::atomic<unsigned> counter{0};
   fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
-  fs::path tmp = dir / ("." + path.filename().string() + ".tmp." + std::to_string(::getpid()) + "." +
-                        std::to_string(counter++));
+  fs::path tmp =
+      dir / ("." + path.filename().string() + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++));
   Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
   if (fd.get() < 0) fail("cannot create", tmp);
   size_t off = 0;

@@ -11,9 +11,7 @@ namespace {
 
 constexpr size_t kMaxIpText = 64;
 
-bool fits(std::string_view t) {
-  return !t.empty() && t.size() < kMaxIpText && t.find('\0') == std::string_view::npos;
-}
+bool fits(std::string_view t) { return !t.empty() && t.size() < kMaxIpText && t.find('\0') == std::string_view::npos; }
 bool parse_v4(std::string_view t, uint8_t out[4]) {
   if (!fits(t)) return false;
   char buf[kMaxIpText] = {};

@@ -2,8 +2,9 @@
 // (OpenSMTPD/Postfix style), preceded by an ISO 8601 UTC timestamp, or by a `<N>` syslog
 // priority when stderr is the journal (JOURNAL_STREAM; the units set SyslogLevelPrefix=yes).
 // Lines about a refusal or failure begin `event= outcome= reason= ip=` in this order, before
-// any client-supplied value, so a filter such as fail2ban's can never be fed a forged ip=. Values with spaces, quotes or control bytes are quoted and
-// escaped so a hostile client can never forge a line; secrets must never be passed here.
+// any client-supplied value, so a filter such as fail2ban's can never be fed a forged ip=. Values with spaces, quotes
+// or control bytes are quoted and escaped so a hostile client can never forge a line; secrets must never be passed
+// here.
 #pragma once
 
 #include <cstdint>
@@ -15,7 +16,7 @@ namespace rg::log {
 
 enum class Level { Debug, Info, Warning, Error };
 
-void set_program(std::string_view name);   // e.g. "pop3d"; default "relaygate"
+void set_program(std::string_view name);  // e.g. "pop3d"; default "relaygate"
 void set_min_level(Level level);
 
 // Builds one line of key=value fields and emits it when destroyed (or on emit()).

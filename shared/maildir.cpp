@@ -43,8 +43,9 @@ std::string unique_base() {
   timeval tv{};
   gettimeofday(&tv, nullptr);
   char buf[128];
-  std::snprintf(buf, sizeof buf, "%ld.M%06ldP%dQ%luR%08lx.", static_cast<long>(tv.tv_sec), static_cast<long>(tv.tv_usec),
-                static_cast<int>(getpid()), static_cast<unsigned long>(++counter), static_cast<unsigned long>(rng() & 0xffffffffUL));
+  std::snprintf(buf, sizeof buf, "%ld.M%06ldP%dQ%luR%08lx.", static_cast<long>(tv.tv_sec),
+                static_cast<long>(tv.tv_usec), static_cast<int>(getpid()), static_cast<unsigned long>(++counter),
+                static_cast<unsigned long>(rng() & 0xffffffffUL));
   return buf + host;
 }
 
@@ -71,7 +72,8 @@ std::optional<uint64_t> size_from_name(const std::string& name, const char* key)
   pos += std::strlen(key);
   uint64_t v = 0;
   size_t digits = 0;
-  while (pos < name.size() && name[pos] >= '0' && name[pos] <= '9' && digits < 19) v = v * 10 + static_cast<uint64_t>(name[pos++] - '0'), ++digits;
+  while (pos < name.size() && name[pos] >= '0' && name[pos] <= '9' && digits < 19)
+    v = v * 10 + static_cast<uint64_t>(name[pos++] - '0'), ++digits;
   return digits ? std::optional<uint64_t>(v) : std::nullopt;
 }
 
@@ -94,8 +96,10 @@ uint64_t crlf_size_of_file(const fs::path& p) {
     any = true;
     for (ssize_t i = 0; i < n; ++i) {
       char c = buf[static_cast<size_t>(i)];
-      if (c == '\n') size += (last == '\r') ? 1 : 2;
-      else size += 1;
+      if (c == '\n')
+        size += (last == '\r') ? 1 : 2;
+      else
+        size += 1;
       last = c;
     }
   }
@@ -170,9 +174,8 @@ std::vector<Entry> Maildir::scan() const {
     }
     if (ec) fail(ec.value(), "cannot list", dir_ / sub);
   }
-  std::sort(out.begin(), out.end(), [](const Entry& a, const Entry& b) {
-    return a.file.filename().string() < b.file.filename().string();
-  });
+  std::sort(out.begin(), out.end(),
+            [](const Entry& a, const Entry& b) { return a.file.filename().string() < b.file.filename().string(); });
   return out;
 }
 
@@ -231,7 +234,8 @@ fs::path Maildir::deliver(const std::vector<std::string_view>& pieces) const {
   return write_message(dir_, unique_base(), pieces);
 }
 
-std::optional<fs::path> Maildir::deliver_once(const std::string& token, const std::vector<std::string_view>& pieces) const {
+std::optional<fs::path> Maildir::deliver_once(const std::string& token,
+                                              const std::vector<std::string_view>& pieces) const {
   const std::string needle = "." + token + ".";
   if (has_token(dir_ / "new", needle) || has_token(dir_ / "cur", needle)) return std::nullopt;
   static const std::string host = host_part();

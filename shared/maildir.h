@@ -16,10 +16,10 @@ namespace rg::maildir {
 namespace fs = std::filesystem;
 
 struct Entry {
-  fs::path file;        // current path (new/ or cur/)
-  std::string uid;      // RFC 1939 §7 unique-id: 1-70 chars in 0x21-0x7E
-  uint64_t size = 0;    // octets as sent over POP3: every line ending counted as CRLF
-  bool seen = false;    // has the S flag (cur/ with :2,...S...)
+  fs::path file;      // current path (new/ or cur/)
+  std::string uid;    // RFC 1939 §7 unique-id: 1-70 chars in 0x21-0x7E
+  uint64_t size = 0;  // octets as sent over POP3: every line ending counted as CRLF
+  bool seen = false;  // has the S flag (cur/ with :2,...S...)
 };
 
 // Exclusive maildrop lock (flock on <maildir>/.relaygate.lock): holds across processes and

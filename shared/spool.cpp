@@ -99,7 +99,8 @@ bool process_alive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno 
 
 std::string new_queue_id() {
   static std::atomic<uint32_t> counter{0};
-  auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+                .count();
   uint64_t v = (static_cast<uint64_t>(us) << 16) ^ (static_cast<uint64_t>(getpid()) << 8) ^ counter++;
   char buf[24];
   std::snprintf(buf, sizeof buf, "%012llX", static_cast<unsigned long long>(v & 0xFFFFFFFFFFFFULL));
@@ -121,8 +122,13 @@ std::string to_json(const Envelope& e) {
   j["sender"] = e.sender;
   auto& rcpts = j["recipients"] = nlohmann::ordered_json::array();
   for (auto& r : e.recipients)
-    rcpts.push_back({{"address", r.address}, {"state", r.state}, {"last_error", r.last_error}, {"status", r.status},
-                     {"diagnostic", r.diagnostic}, {"last_attempt_at", r.last_attempt_at}, {"notified", r.notified}});
+    rcpts.push_back({{"address", r.address},
+                     {"state", r.state},
+                     {"last_error", r.last_error},
+                     {"status", r.status},
+                     {"diagnostic", r.diagnostic},
+                     {"last_attempt_at", r.last_attempt_at},
+                     {"notified", r.notified}});
   j["created_at"] = e.created_at;
   j["size"] = e.size;
   j["attempts"] = e.attempts;
@@ -264,8 +270,8 @@ std::string Spool::read_message(const std::string& id) const { return read_file(
 
 void Spool::update(const Envelope& env) const {
   static std::atomic<unsigned> counter{0};
-  const fs::path tmp = dir_ / "tmp" /
-                       ("." + env.id + ".env." + std::to_string(::getpid()) + "." + std::to_string(counter++));
+  const fs::path tmp =
+      dir_ / "tmp" / ("." + env.id + ".env." + std::to_string(::getpid()) + "." + std::to_string(counter++));
   const fs::path dst = dir_ / "queue" / (env.id + ".env");
   std::string json = to_json(env);
   write_file_synced(tmp, {json});
@@ -326,8 +332,10 @@ Recovery Spool::recover() const {
   std::set<std::string> envs, msgs;
   for (fs::directory_iterator it(dir_ / "queue", ec), end; !ec && it != end; it.increment(ec)) {
     const fs::path& p = it->path();
-    if (p.extension() == ".env") envs.insert(p.stem().string());
-    else if (p.extension() == ".msg") msgs.insert(p.stem().string());
+    if (p.extension() == ".env")
+      envs.insert(p.stem().string());
+    else if (p.extension() == ".msg")
+      msgs.insert(p.stem().string());
   }
   if (ec && ec != std::errc::no_such_file_or_directory) fail(ec.value(), "cannot list", dir_ / "queue");
   for (const auto& id : msgs) {

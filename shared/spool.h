@@ -34,7 +34,7 @@ struct Recipient {
   std::string status;             // RFC 3463 code of the last outcome, e.g. "4.4.1"
   std::string diagnostic;         // the smarthost's own reply, for the DSN ("" if the error was ours)
   int64_t last_attempt_at = 0;
-  bool notified = false;          // failed: its DSN exists (or none is due: null sender)
+  bool notified = false;  // failed: its DSN exists (or none is due: null sender)
 };
 
 struct Envelope {
@@ -94,8 +94,8 @@ struct Summary {
 
 // What start-up recovery cleaned.
 struct Recovery {
-  size_t removed_partial = 0;  // unfinished enqueues and envelope updates (never acknowledged)
-  size_t removed_orphans = 0;  // .msg without .env: removals or enqueues cut short
+  size_t removed_partial = 0;         // unfinished enqueues and envelope updates (never acknowledged)
+  size_t removed_orphans = 0;         // .msg without .env: removals or enqueues cut short
   std::vector<std::string> problems;  // .env without .msg and other things left alone
 };
 

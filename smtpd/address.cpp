@@ -14,11 +14,26 @@ bool is_atext(unsigned char c) {
   // RFC 5322 §3.2.3 atext; 8-bit octets are refused (no SMTPUTF8).
   if (std::isalnum(c)) return true;
   switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-':
-    case '/': case '=': case '?': case '^': case '_': case '`': case '{': case '|': case '}': case '~':
-      return true;
-    default:
-      return false;
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '/':
+    case '=':
+    case '?':
+    case '^':
+    case '_':
+    case '`':
+    case '{':
+    case '|':
+    case '}':
+    case '~': return true;
+    default: return false;
   }
 }
 
@@ -124,8 +139,10 @@ ParseResult parse_path_arg(std::string_view arg, std::string_view prefix, bool a
       ++i;
       continue;
     }
-    if (c == '"') in_quotes = !in_quotes;
-    else if (c == '>' && !in_quotes) break;
+    if (c == '"')
+      in_quotes = !in_quotes;
+    else if (c == '>' && !in_quotes)
+      break;
   }
   if (i >= rest.size()) {
     r.error = syntax("Unterminated address");
@@ -156,7 +173,8 @@ ParseResult parse_path_arg(std::string_view arg, std::string_view prefix, bool a
       size_t pos = 0;
       while (pos < route.size()) {
         size_t comma = route.find(',', pos);
-        std::string_view hop = route.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
+        std::string_view hop =
+            route.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
         if (hop.size() < 2 || hop.front() != '@' || !valid_domain(hop.substr(1))) {
           r.error = syntax("Invalid source route");
           return r;

@@ -17,9 +17,9 @@ constexpr size_t kMaxDomain = 255;
 constexpr size_t kMaxPath = 256;  // §4.5.3.1.3, including the angle brackets
 
 struct Mailbox {
-  std::string local;   // as written, quotes removed from a quoted-string local part
-  bool quoted = false; // the local part was a quoted-string
-  std::string domain;  // lower-cased, one trailing dot removed; "[...]" for address literals
+  std::string local;    // as written, quotes removed from a quoted-string local part
+  bool quoted = false;  // the local part was a quoted-string
+  std::string domain;   // lower-cased, one trailing dot removed; "[...]" for address literals
   bool literal = false;
   std::string text() const;  // local@domain for logs and headers (re-quoted when needed)
 };

@@ -32,9 +32,9 @@ class DataReader {
   void feed_overlong(size_t dropped);
 
   bool too_big() const { return too_big_; }
-  bool too_long() const { return too_long_; }             // a line over kMaxTextLine
-  bool bare_line_ending() const { return bare_; }          // a bare LF, or a CR not before LF
-  uint64_t received() const { return received_; }          // octets read, terminator included
+  bool too_long() const { return too_long_; }      // a line over kMaxTextLine
+  bool bare_line_ending() const { return bare_; }  // a bare LF, or a CR not before LF
+  uint64_t received() const { return received_; }  // octets read, terminator included
   std::string take_body() { return std::move(body_); }
 
  private:

@@ -12,16 +12,16 @@
 namespace rg::smtp {
 
 struct TraceInput {
-  std::string helo;                    // as the client gave it (already printable); empty: "unknown"
+  std::string helo;  // as the client gave it (already printable); empty: "unknown"
   std::string client_ip;
-  std::string hostname;                // this gateway's name (cfg.hostname)
-  bool esmtp = false;                  // EHLO rather than HELO
-  std::optional<std::string> tls;      // the TLS description, none on a plaintext session
-  std::string auth_user, auth_mech;    // SMTP AUTH identity and mechanism, empty if none
-  std::string relay_by;                // "grant:u" adds the POP-before-SMTP comment
-  std::vector<std::string> recipients; // mailbox texts; named in "for <...>" only when exactly one
+  std::string hostname;                 // this gateway's name (cfg.hostname)
+  bool esmtp = false;                   // EHLO rather than HELO
+  std::optional<std::string> tls;       // the TLS description, none on a plaintext session
+  std::string auth_user, auth_mech;     // SMTP AUTH identity and mechanism, empty if none
+  std::string relay_by;                 // "grant:u" adds the POP-before-SMTP comment
+  std::vector<std::string> recipients;  // mailbox texts; named in "for <...>" only when exactly one
   std::string queue_id;
-  int64_t time = 0;                    // unix seconds
+  int64_t time = 0;  // unix seconds
 };
 
 struct TraceHeaders {

@@ -42,14 +42,17 @@ Server::Server(asio::io_context& io_ctx, config::Config config)
       auth(db, pool, cfg),
       spool(cfg.spool_dir) {
   // Only where the config allows it (tls.generate_self_signed): a mistyped path is an error.
-  if (cfg.tls.generate_self_signed) net::ensure_self_signed_certificate(cfg.tls.certificate, cfg.tls.private_key, cfg.hostname);
+  if (cfg.tls.generate_self_signed)
+    net::ensure_self_signed_certificate(cfg.tls.certificate, cfg.tls.private_key, cfg.hostname);
   tls = net::make_server_tls_context(cfg.tls.certificate, cfg.tls.private_key);
   for (const auto& n : cfg.smtpd.trusted_networks) trusted.push_back(*parse_cidr(n));
   spool.ensure();
   if (cfg.smarthost.configured()) {
     queue = std::make_unique<QueueRunner>(io, cfg, db, disk_pool);
   } else if (auto left = spool.summary(); left.count > 0) {
-    log::warn().kv("event", "queue-not-delivered").kv("queued", left.count)
+    log::warn()
+        .kv("event", "queue-not-delivered")
+        .kv("queued", left.count)
         .kv("reason", "no smarthost configured: queued mail stays until one is");
   }
 }
@@ -60,8 +63,12 @@ void Server::start() {
   // Bind first: a port that is taken ends the start before the spool is touched (issue 9).
   for (const auto& l : cfg.smtpd.listen) {
     acceptors_.push_back(std::make_unique<asio::ip::tcp::acceptor>(net::open_acceptor(io, l.address, l.port)));
-    log::info().kv("event", "listening").kv("address", l.address).kv("port", acceptors_.back()->local_endpoint().port())
-        .kv("mode", config::to_string(l.mode)).kv("tls", config::to_string(l.tls));
+    log::info()
+        .kv("event", "listening")
+        .kv("address", l.address)
+        .kv("port", acceptors_.back()->local_endpoint().port())
+        .kv("mode", config::to_string(l.mode))
+        .kv("tls", config::to_string(l.tls));
   }
   if (queue) queue->start();  // recovers the spool before any session can enqueue (accepting starts below)
   for (size_t i = 0; i < acceptors_.size(); ++i) asio::co_spawn(io, accept(i), log_crash);
@@ -146,7 +153,8 @@ void Server::reload(config::Config fresh) {
     cfg.smarthost = fresh.smarthost;
     cfg.queue = fresh.queue;
   }
-  limiter.set_limits(static_cast<size_t>(cfg.smtpd.max_connections), static_cast<size_t>(cfg.smtpd.max_connections_per_ip));
+  limiter.set_limits(static_cast<size_t>(cfg.smtpd.max_connections),
+                     static_cast<size_t>(cfg.smtpd.max_connections_per_ip));
   log::info().kv("event", "reload").kv("outcome", "ok").kv("config", cfg.file.string());
 }
 

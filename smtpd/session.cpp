@@ -9,11 +9,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <ctime>
@@ -54,8 +54,8 @@ constexpr auto kTlsHandshakeTimeout = 30s;
 
 enum class State { Connected, Greeted, Mail, Rcpt };
 enum Flags : unsigned {
-  kBeforeTls = 1,     // allowed before STARTTLS on a "required" listener
-  kSyncCheck = 2,     // unauthenticated pipelining past this command is a sync error (Postfix ≥ 3.9)
+  kBeforeTls = 1,  // allowed before STARTTLS on a "required" listener
+  kSyncCheck = 2,  // unauthenticated pipelining past this command is a sync error (Postfix ≥ 3.9)
 };
 
 struct Rcpt {
@@ -145,7 +145,8 @@ class Session final : public Drainable {
   }
   bool tls_required_now() const { return listener_.tls == config::TlsMode::Required && !stream_.is_tls(); }
   bool starttls_available() const {
-    return !stream_.is_tls() && (listener_.tls == config::TlsMode::StartTls || listener_.tls == config::TlsMode::Required);
+    return !stream_.is_tls() &&
+           (listener_.tls == config::TlsMode::StartTls || listener_.tls == config::TlsMode::Required);
   }
   bool submission() const { return listener_.mode != config::SmtpMode::Relay; }
   sasl::Context sasl_context() const { return {srv_.cfg.hostname, "smtp", ""}; }
@@ -196,17 +197,17 @@ class Session final : public Drainable {
   State state_ = State::Connected;
   std::string helo_;
   bool esmtp_ = false;
-  std::string auth_user_;   // SMTP AUTH identity, empty if none
+  std::string auth_user_;  // SMTP AUTH identity, empty if none
   std::string auth_mech_;
-  std::string relay_by_;    // how the current transaction may relay: "sasl:u", "grant:u", "trusted"
+  std::string relay_by_;  // how the current transaction may relay: "sasl:u", "grant:u", "trusted"
   std::optional<Path> from_;
   std::vector<Rcpt> rcpts_;
   uint64_t declared_size_ = 0;
   int64_t errors_ = 0;
   bool closing_ = false;
   bool busy_ = false;  // receiving or delivering a message: SIGTERM lets it finish
-  std::vector<CommandStat> stats_ = {{"ehlo"}, {"helo"}, {"starttls"}, {"auth"}, {"mail"}, {"rcpt"},
-                                     {"data"}, {"rset"}, {"noop"}, {"vrfy"}, {"help"}, {"quit"}, {"unknown"}};
+  std::vector<CommandStat> stats_ = {{"ehlo"}, {"helo"}, {"starttls"}, {"auth"}, {"mail"}, {"rcpt"},   {"data"},
+                                     {"rset"}, {"noop"}, {"vrfy"},     {"help"}, {"quit"}, {"unknown"}};
 };
 
 const Session::Command Session::kCommands[] = {
@@ -234,11 +235,15 @@ class Session::SmtpSaslTransport final : public SaslTransport {
     co_return co_await s_.flush();
   }
   asio::awaitable<SaslResponse> read_response() override {
-    auto [ec, raw] = co_await s_.stream_.read_line(kMaxSaslResponse, std::chrono::seconds(s_.srv_.cfg.smtpd.command_timeout_seconds));
+    auto [ec, raw] = co_await s_.stream_.read_line(kMaxSaslResponse,
+                                                   std::chrono::seconds(s_.srv_.cfg.smtpd.command_timeout_seconds));
     SaslResponse r;
-    if (ec == net::errc::line_too_long) r.status = SaslResponse::Status::TooLong;
-    else if (ec == net::errc::timeout) r.status = SaslResponse::Status::Timeout;
-    else if (ec) r.status = SaslResponse::Status::Closed;
+    if (ec == net::errc::line_too_long)
+      r.status = SaslResponse::Status::TooLong;
+    else if (ec == net::errc::timeout)
+      r.status = SaslResponse::Status::Timeout;
+    else if (ec)
+      r.status = SaslResponse::Status::Closed;
     while (!raw.empty() && (raw.back() == '\n' || raw.back() == '\r')) raw.pop_back();
     r.text = std::move(raw);
     co_return r;
@@ -258,15 +263,23 @@ std::string Session::advertised_mechanisms() const {
 
 asio::awaitable<void> Session::sync_error() {
   reply(554, "5.5.0", "Error: SMTP protocol synchronization");
-  log::warn(id_).kv("event", "sync-error").kv("outcome", "rejected").kv("reason", "pipelining").kv("ip", stream_.remote_ip())
+  log::warn(id_)
+      .kv("event", "sync-error")
+      .kv("outcome", "rejected")
+      .kv("reason", "pipelining")
+      .kv("ip", stream_.remote_ip())
       .kv("state", static_cast<int>(state_));
   closing_ = true;
   co_return;
 }
 
 asio::awaitable<void> Session::run() {
-  log::info(id_).kv("event", "connect").kv("ip", stream_.remote_ip()).kv("port", stream_.remote_port())
-      .kv("listener", listener_.port).kv("mode", config::to_string(listener_.mode));
+  log::info(id_)
+      .kv("event", "connect")
+      .kv("ip", stream_.remote_ip())
+      .kv("port", stream_.remote_port())
+      .kv("listener", listener_.port)
+      .kv("mode", config::to_string(listener_.mode));
   if (listener_.tls == config::TlsMode::Implicit) {
     const auto tls = srv_.tls;  // kept alive across the handshake even if SIGHUP replaces it
     if (auto ec = co_await stream_.start_tls(*tls, kTlsHandshakeTimeout)) {
@@ -312,7 +325,8 @@ asio::awaitable<void> Session::run() {
         while (!raw.empty() && (raw.back() == '\n' || raw.back() == '\r')) raw.pop_back();
         // RFC 5321 §4.1: commands are printable US-ASCII; a NUL, a bare CR or another control
         // character inside a command is a syntax error, never passed to a handler.
-        if (std::any_of(raw.begin(), raw.end(), [](char ch) { return (ch >= 0 && ch < 0x20 && ch != '\t') || ch == 0x7f; })) {
+        if (std::any_of(raw.begin(), raw.end(),
+                        [](char ch) { return (ch >= 0 && ch < 0x20 && ch != '\t') || ch == 0x7f; })) {
           command_ = "unknown";
           refuse(501, "5.5.2", "Syntax error: control character in command", "control-character");
         } else {
@@ -336,7 +350,10 @@ asio::awaitable<void> Session::run() {
   co_await stream_.flush(kWriteTimeout);
   co_await stream_.shutdown(2s);
   auto line = log::info(id_);
-  line.kv("event", "disconnect").kv("reason", reason).kv("ip", stream_.remote_ip()).kv("proto", "smtp")
+  line.kv("event", "disconnect")
+      .kv("reason", reason)
+      .kv("ip", stream_.remote_ip())
+      .kv("proto", "smtp")
       .kv("user", auth_user_.empty() ? std::string("-") : auth_user_);
   for (const auto& s : stats_) {
     if (s.total == 0) continue;
@@ -376,15 +393,17 @@ asio::awaitable<void> Session::greet(std::string_view args, bool extended) {
   reset_transaction();
   state_ = State::Greeted;
   if (!extended) co_return reply(250, "", srv_.cfg.hostname);
-  std::vector<std::string> lines = {srv_.cfg.hostname, "PIPELINING", "SIZE " + std::to_string(srv_.cfg.smtpd.max_message_size),
-                                    "ENHANCEDSTATUSCODES", "8BITMIME"};
+  std::vector<std::string> lines = {srv_.cfg.hostname, "PIPELINING",
+                                    "SIZE " + std::to_string(srv_.cfg.smtpd.max_message_size), "ENHANCEDSTATUSCODES",
+                                    "8BITMIME"};
   if (starttls_available()) lines.push_back("STARTTLS");
   if (!tls_required_now() && auth_user_.empty()) {
     std::string mechs = advertised_mechanisms();
     if (!mechs.empty()) lines.push_back("AUTH " + mechs);
   }
   std::string out;
-  for (size_t i = 0; i < lines.size(); ++i) out += "250" + std::string(i + 1 < lines.size() ? "-" : " ") + lines[i] + "\r\n";
+  for (size_t i = 0; i < lines.size(); ++i)
+    out += "250" + std::string(i + 1 < lines.size() ? "-" : " ") + lines[i] + "\r\n";
   stream_.queue(out);
 }
 
@@ -418,7 +437,10 @@ asio::awaitable<void> Session::cmd_starttls(std::string_view args) {
   auth_mech_.clear();
   reset_transaction();
   state_ = State::Connected;
-  log::info(id_).kv("event", "starttls").kv("outcome", "ok").kv("tls", stream_.tls_description())
+  log::info(id_)
+      .kv("event", "starttls")
+      .kv("outcome", "ok")
+      .kv("tls", stream_.tls_description())
       .kv("discarded_plaintext", discarded);
 }
 
@@ -426,8 +448,16 @@ asio::awaitable<void> Session::auth_failed(std::string_view mech, std::string_vi
   count("auth", false);
   if (why == "tempfail") co_return reply(454, "4.7.0", "Temporary authentication failure");
   int64_t failures = co_await srv_.auth.failed(stream_.remote_ip());
-  log::warn(id_).kv("event", "auth").kv("outcome", "failed").kv("reason", log::token(why)).kv("ip", stream_.remote_ip())
-      .kv("proto", "smtp").kv("mech", mech).kv("login", login).kv("tls", stream_.is_tls()).kv("failures", failures);
+  log::warn(id_)
+      .kv("event", "auth")
+      .kv("outcome", "failed")
+      .kv("reason", log::token(why))
+      .kv("ip", stream_.remote_ip())
+      .kv("proto", "smtp")
+      .kv("mech", mech)
+      .kv("login", login)
+      .kv("tls", stream_.is_tls())
+      .kv("failures", failures);
   reply(535, "5.7.8", "Error: authentication failed");
 }
 
@@ -436,7 +466,12 @@ asio::awaitable<void> Session::auth_succeeded(const std::string& user, std::stri
   srv_.auth.succeeded(stream_.remote_ip());
   auth_user_ = user;
   auth_mech_ = std::string(mech);
-  log::info(id_).kv("event", "auth").kv("outcome", "ok").kv("ip", stream_.remote_ip()).kv("proto", "smtp").kv("mech", mech)
+  log::info(id_)
+      .kv("event", "auth")
+      .kv("outcome", "ok")
+      .kv("ip", stream_.remote_ip())
+      .kv("proto", "smtp")
+      .kv("mech", mech)
       .kv("user", user)
       .kv("tls", stream_.is_tls() ? stream_.tls_description() : "no");
   reply(235, "2.7.0", "Authentication successful");
@@ -502,8 +537,10 @@ asio::awaitable<void> Session::cmd_auth(std::string_view args) {
     case SaslOutcome::Kind::Malformed:
     case SaslOutcome::Kind::Protocol:
       count("auth", false);
-      event_line(log::Level::Info, "malformed", out.reason.empty() ? std::string_view("malformed") : std::string_view(out.reason))
-          .kv("proto", "smtp").kv("mech", mname);
+      event_line(log::Level::Info, "malformed",
+                 out.reason.empty() ? std::string_view("malformed") : std::string_view(out.reason))
+          .kv("proto", "smtp")
+          .kv("mech", mname);
       co_return reply(501, "5.5.2", "Error: malformed authentication response");
   }
 }
@@ -569,8 +606,12 @@ asio::awaitable<void> Session::cmd_mail(std::string_view args) {
   from_ = std::move(parsed.path);
   declared_size_ = size;
   state_ = State::Mail;
-  log::info(id_).kv("event", "mail").kv("outcome", "accepted").kv("ip", stream_.remote_ip())
-      .kv("from", from_->null ? "<>" : from_->mailbox.text()).kv("size", size);
+  log::info(id_)
+      .kv("event", "mail")
+      .kv("outcome", "accepted")
+      .kv("ip", stream_.remote_ip())
+      .kv("from", from_->null ? "<>" : from_->mailbox.text())
+      .kv("size", size);
   reply(250, "2.1.0", "Ok");
 }
 
@@ -583,7 +624,8 @@ asio::awaitable<void> Session::cmd_rcpt(std::string_view args) {
     co_return refuse(501, "5.1.3", "Bad recipient address syntax: " + parsed.error->text, "syntax");
   }
   if (!parsed.path->params.empty()) {
-    co_return refuse(555, "5.5.4", "Unsupported option: " + printable(parsed.path->params.front().first, 32), "unsupported-option");
+    co_return refuse(555, "5.5.4", "Unsupported option: " + printable(parsed.path->params.front().first, 32),
+                     "unsupported-option");
   }
   if (rcpts_.size() >= static_cast<size_t>(srv_.cfg.smtpd.max_recipients)) {
     co_return refuse(452, "4.5.3", "Error: too many recipients", "too-many-recipients");
@@ -604,7 +646,8 @@ asio::awaitable<void> Session::cmd_rcpt(std::string_view args) {
     if (!user || !user->enabled) {
       count("rcpt", false);
       event_line(log::Level::Info, "rejected", "unknown-user").kv("to", addr);
-      co_return reply(550, "5.1.1", "<" + printable(addr) + ">: Recipient address rejected: User unknown in local recipient table");
+      co_return reply(550, "5.1.1",
+                      "<" + printable(addr) + ">: Recipient address rejected: User unknown in local recipient table");
     }
     r.local = true;
     r.user = user->name;
@@ -630,7 +673,12 @@ asio::awaitable<void> Session::cmd_rcpt(std::string_view args) {
     }
   }
   count("rcpt", true);
-  log::info(id_).kv("event", "rcpt").kv("outcome", "accepted").kv("ip", stream_.remote_ip()).kv("to", addr).kv("local", r.local)
+  log::info(id_)
+      .kv("event", "rcpt")
+      .kv("outcome", "accepted")
+      .kv("ip", stream_.remote_ip())
+      .kv("to", addr)
+      .kv("local", r.local)
       .kv("by", r.local ? std::string("local") : relay_by_);
   rcpts_.push_back(std::move(r));
   state_ = State::Rcpt;
@@ -642,7 +690,8 @@ asio::awaitable<void> Session::cmd_data(std::string_view args) {
     co_return refuse(501, "5.5.4", "Syntax: DATA", "syntax");
   }
   if (state_ != State::Rcpt) {
-    co_return refuse(503, "5.5.1", state_ == State::Mail ? "Error: need RCPT command" : "Error: need MAIL command", "bad-sequence");
+    co_return refuse(503, "5.5.1", state_ == State::Mail ? "Error: need RCPT command" : "Error: need MAIL command",
+                     "bad-sequence");
   }
   reply(354, "", "End data with <CR><LF>.<CR><LF>");
   if (!co_await flush()) co_return;
@@ -654,8 +703,9 @@ asio::awaitable<void> Session::cmd_data(std::string_view args) {
 
   const uint64_t max_size = static_cast<uint64_t>(srv_.cfg.smtpd.max_message_size);
   const bool normalize = listener_.mode == config::SmtpMode::Relay;
-  DataReader data(max_size, normalize,
-                  static_cast<size_t>(std::min<uint64_t>(declared_size_ ? declared_size_ + 1024 : 16384, max_size + 1024)));
+  DataReader data(
+      max_size, normalize,
+      static_cast<size_t>(std::min<uint64_t>(declared_size_ ? declared_size_ + 1024 : 16384, max_size + 1024)));
   const auto start = Clock::now();
   const auto timeout = std::chrono::seconds(srv_.cfg.smtpd.data_timeout_seconds);
   for (;;) {
@@ -668,7 +718,11 @@ asio::awaitable<void> Session::cmd_data(std::string_view args) {
     }
     if (ec) {
       if (ec == net::errc::timeout) reply(421, "4.4.2", srv_.cfg.hostname + " Error: timeout exceeded");
-      log::info(id_).kv("event", "data").kv("outcome", "aborted").kv("error", ec.message()).kv("bytes", data.received());
+      log::info(id_)
+          .kv("event", "data")
+          .kv("outcome", "aborted")
+          .kv("error", ec.message())
+          .kv("bytes", data.received());
       count("data", false);
       closing_ = true;
       co_return;
@@ -719,8 +773,9 @@ asio::awaitable<void> Session::cmd_data(std::string_view args) {
 asio::awaitable<void> Session::deliver(std::shared_ptr<const std::string> body) {
   const std::string qid = spool::new_queue_id();
   const std::time_t now = std::time(nullptr);
-  TraceInput trace{helo_, stream_.remote_ip(), srv_.cfg.hostname, esmtp_, std::nullopt, auth_user_, auth_mech_, relay_by_,
-                    {}, qid, static_cast<int64_t>(now)};
+  TraceInput trace{
+      helo_, stream_.remote_ip(),      srv_.cfg.hostname, esmtp_, std::nullopt, auth_user_, auth_mech_, relay_by_, {},
+      qid,   static_cast<int64_t>(now)};
   if (stream_.is_tls()) trace.tls = stream_.tls_description();
   for (const auto& r : rcpts_) trace.recipients.push_back(r.mailbox.text());
   const std::string sender = from_->null ? "" : from_->mailbox.text();
@@ -779,8 +834,13 @@ asio::awaitable<void> Session::deliver(std::shared_ptr<const std::string> body) 
     co_return reply(451, "4.3.0", "Error: local delivery failed, try again later");
   }
   count("data", true);
-  log::info(id_).kv("event", "queued").kv("id", qid).kv("from", sender.empty() ? "<>" : sender)
-      .kv("local", local_users.size()).kv("relay", env.recipients.size()).kv("size", body->size())
+  log::info(id_)
+      .kv("event", "queued")
+      .kv("id", qid)
+      .kv("from", sender.empty() ? "<>" : sender)
+      .kv("local", local_users.size())
+      .kv("relay", env.recipients.size())
+      .kv("size", body->size())
       .kv("by", relay_by_.empty() ? std::string("local") : relay_by_);
   reset_transaction();
   reply(250, "2.0.0", "Ok: queued as " + qid);

@@ -8,22 +8,22 @@ namespace rg::net {
 namespace {
 
 class NetCategory final : public boost::system::error_category {
-public:
-    const char* name() const noexcept override { return "rg.net"; }
-    std::string message(int ev) const override {
-        switch (static_cast<errc>(ev)) {
-            case errc::timeout: return "operation timed out";
-            case errc::line_too_long: return "line too long";
-        }
-        return "unknown rg.net error";
+ public:
+  const char* name() const noexcept override { return "rg.net"; }
+  std::string message(int ev) const override {
+    switch (static_cast<errc>(ev)) {
+      case errc::timeout: return "operation timed out";
+      case errc::line_too_long: return "line too long";
     }
+    return "unknown rg.net error";
+  }
 };
 
 }  // namespace
 
 const boost::system::error_category& net_category() noexcept {
-    static const NetCategory category;
-    return category;
+  static const NetCategory category;
+  return category;
 }
 
 }  // namespace rg::net

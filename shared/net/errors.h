@@ -10,16 +10,14 @@
 namespace rg::net {
 
 enum class errc {
-    timeout = 1,    // the operation did not finish before its deadline
-    line_too_long,  // no LF within max_octets; the over-long line was discarded through its LF
+  timeout = 1,    // the operation did not finish before its deadline
+  line_too_long,  // no LF within max_octets; the over-long line was discarded through its LF
 };
 
 // The category of rg::net::errc ("rg.net").
 const boost::system::error_category& net_category() noexcept;
 
-inline boost::system::error_code make_error_code(errc e) noexcept {
-    return {static_cast<int>(e), net_category()};
-}
+inline boost::system::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), net_category()}; }
 
 }  // namespace rg::net
 

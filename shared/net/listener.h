@@ -25,10 +25,9 @@ boost::asio::ip::tcp::acceptor open_acceptor(boost::asio::io_context& io, const 
 // Accepts until the acceptor is closed, handing each socket to on_accept (which typically
 // checks a ConnectionLimiter and co_spawns a session; it must not throw). Accept errors
 // (EMFILE, ENFILE, ENOBUFS...) go to on_error, if set, then the loop pauses `backoff`.
-boost::asio::awaitable<void> accept_loop(
-    boost::asio::ip::tcp::acceptor& acceptor,
-    std::function<void(boost::asio::ip::tcp::socket)> on_accept,
-    std::function<void(const boost::system::error_code&)> on_error = {},
-    std::chrono::milliseconds backoff = std::chrono::milliseconds(100));
+boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acceptor,
+                                         std::function<void(boost::asio::ip::tcp::socket)> on_accept,
+                                         std::function<void(const boost::system::error_code&)> on_error = {},
+                                         std::chrono::milliseconds backoff = std::chrono::milliseconds(100));
 
 }  // namespace rg::net

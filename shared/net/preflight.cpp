@@ -56,7 +56,8 @@ void writable_folder(std::vector<Finding>& out, const std::string& key, const fs
 void writable_file(std::vector<Finding>& out, const std::string& key, const fs::path& file) {
   std::error_code ec;
   if (fs::exists(file, ec) && ::access(file.c_str(), R_OK | W_OK) != 0)
-    out.push_back({true, key + ": " + file.string() + " is not writable by " + who() + " (" + describe_owner(file) + ")"});
+    out.push_back(
+        {true, key + ": " + file.string() + " is not writable by " + who() + " (" + describe_owner(file) + ")"});
   writable_folder(out, key, file.parent_path());  // SQLite's -wal/-shm and the status file's temp file
 }
 
@@ -65,7 +66,8 @@ void readable_file(std::vector<Finding>& out, const std::string& key, const fs::
   if (!fs::exists(file, ec) && !ec)
     out.push_back({true, key + ": " + file.string() + " does not exist"});
   else if (::access(file.c_str(), R_OK) != 0)
-    out.push_back({true, key + ": " + file.string() + " is not readable by " + who() + " (" + describe_owner(file) + ")"});
+    out.push_back(
+        {true, key + ": " + file.string() + " is not readable by " + who() + " (" + describe_owner(file) + ")"});
 }
 
 void check_tls(std::vector<Finding>& out, const config::Config& cfg) {
@@ -93,8 +95,9 @@ void check_tls(std::vector<Finding>& out, const config::Config& cfg) {
   if (X509_cmp_time(X509_get0_notAfter(x.get()), const_cast<std::time_t*>(&soon)) < 0)
     out.push_back({X509_cmp_current_time(X509_get0_notAfter(x.get())) < 0,
                    "tls.certificate: " + t.certificate.string() +
-                       (X509_cmp_current_time(X509_get0_notAfter(x.get())) < 0 ? " has expired"
-                                                                               : " expires within " + std::to_string(kCertificateWarnDays) + " days")});
+                       (X509_cmp_current_time(X509_get0_notAfter(x.get())) < 0
+                            ? " has expired"
+                            : " expires within " + std::to_string(kCertificateWarnDays) + " days")});
 }
 
 }  // namespace
@@ -106,7 +109,8 @@ std::vector<Finding> check(const config::Config& cfg, bool pop3d, bool smtpd) {
   writable_folder(out, "status_file", cfg.status_file.parent_path());
   writable_folder(out, "maildir_root", cfg.maildir_root);
   if (smtpd) writable_folder(out, "spool_dir", cfg.spool_dir);
-  if (smtpd && !cfg.smarthost.password_file.empty()) readable_file(out, "smarthost.password_file", cfg.smarthost.password_file);
+  if (smtpd && !cfg.smarthost.password_file.empty())
+    readable_file(out, "smarthost.password_file", cfg.smarthost.password_file);
   (void)pop3d;  // pop3d writes nothing of its own beyond the shared folders above
   return out;
 }
@@ -115,10 +119,12 @@ std::vector<Finding> check_as_service_user(const config::Config& cfg, bool pop3d
   if (::geteuid() != 0 || cfg.run_as.allow_root) return check(cfg, pop3d, smtpd);
   if (cfg.run_as.user.empty() || ::getpwnam(cfg.run_as.user.c_str()) == nullptr) {
     auto out = check(cfg, pop3d, smtpd);
-    out.insert(out.begin(), {true, cfg.run_as.user.empty()
-                                       ? "running as root: set run_as.user to an unprivileged user (or allow root explicitly)"
-                                       : "run_as.user: \"" + cfg.run_as.user + "\" does not exist: running as root, a daemon "
-                                         "refuses to run (create it, or allow root explicitly)"});
+    out.insert(out.begin(),
+               {true, cfg.run_as.user.empty()
+                          ? "running as root: set run_as.user to an unprivileged user (or allow root explicitly)"
+                          : "run_as.user: \"" + cfg.run_as.user +
+                                "\" does not exist: running as root, a daemon "
+                                "refuses to run (create it, or allow root explicitly)"});
     return out;
   }
   int fds[2];
@@ -172,8 +178,10 @@ bool report(const std::vector<Finding>& findings) {
 bool log_report(const std::vector<Finding>& findings) {
   bool ok = true;
   for (const auto& f : findings) {
-    log::Line(f.error ? log::Level::Error : log::Level::Warning).kv("event", "preflight")
-        .kv("outcome", f.error ? "failed" : "warning").msg(f.message);
+    log::Line(f.error ? log::Level::Error : log::Level::Warning)
+        .kv("event", "preflight")
+        .kv("outcome", f.error ? "failed" : "warning")
+        .msg(f.message);
     ok = ok && !f.error;
   }
   return ok;

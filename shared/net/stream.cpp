@@ -24,36 +24,36 @@ namespace {
 constexpr std::size_t kChunk = 4096;  // bytes per read; also the idle-buffer release bound
 
 void release_if_empty(std::string& s) {
-    if (s.empty() && s.capacity() > 64) std::string().swap(s);
+  if (s.empty() && s.capacity() > 64) std::string().swap(s);
 }
 }  // namespace
 
 LineScan scan_line(std::string_view buffered, std::size_t max_octets) noexcept {
-    const auto lf = buffered.substr(0, max_octets).find('\n');
-    if (lf != std::string_view::npos) return {LineScan::complete, lf + 1};
-    if (buffered.size() >= max_octets) return {LineScan::too_long, 0};
-    return {LineScan::need_more, 0};
+  const auto lf = buffered.substr(0, max_octets).find('\n');
+  if (lf != std::string_view::npos) return {LineScan::complete, lf + 1};
+  if (buffered.size() >= max_octets) return {LineScan::too_long, 0};
+  return {LineScan::need_more, 0};
 }
 
 std::string canonical_ip(const asio::ip::address& address) {
-    if (address.is_v6() && address.to_v6().is_v4_mapped())
-        return asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()).to_string();
-    return address.to_string();
+  if (address.is_v6() && address.to_v6().is_v4_mapped())
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()).to_string();
+  return address.to_string();
 }
 
 struct Stream::Tls {
-    Tls(tcp::socket socket, asio::ssl::context& ctx) : stream(std::move(socket), ctx) {}
-    asio::ssl::stream<tcp::socket> stream;
+  Tls(tcp::socket socket, asio::ssl::context& ctx) : stream(std::move(socket), ctx) {}
+  asio::ssl::stream<tcp::socket> stream;
 };
 
 Stream::Stream(tcp::socket socket) : socket_(std::move(socket)) {
-    error_code ec;
-    if (auto ep = socket_.remote_endpoint(ec); !ec) {
-        remote_ip_ = canonical_ip(ep.address());
-        remote_port_ = ep.port();
-    }
-    if (auto ep = socket_.local_endpoint(ec); !ec) local_port_ = ep.port();
-    socket_.non_blocking(true, ec);  // fill() reads only after readiness, never blocking
+  error_code ec;
+  if (auto ep = socket_.remote_endpoint(ec); !ec) {
+    remote_ip_ = canonical_ip(ep.address());
+    remote_port_ = ep.port();
+  }
+  if (auto ep = socket_.local_endpoint(ec); !ec) local_port_ = ep.port();
+  socket_.non_blocking(true, ec);  // fill() reads only after readiness, never blocking
 }
 
 Stream::~Stream() = default;
@@ -62,161 +62,157 @@ Stream& Stream::operator=(Stream&&) noexcept = default;
 
 tcp::socket& Stream::lowest_layer() { return tls_ ? tls_->stream.next_layer() : socket_; }
 
-bool Stream::is_open() const {
-    return tls_ ? tls_->stream.next_layer().is_open() : socket_.is_open();
-}
+bool Stream::is_open() const { return tls_ ? tls_->stream.next_layer().is_open() : socket_.is_open(); }
 
 std::string Stream::tls_description() const {
-    if (!tls_) return {};
-    SSL* ssl = tls_->stream.native_handle();
-    return std::string(SSL_get_version(ssl)) + " " + SSL_get_cipher_name(ssl);
+  if (!tls_) return {};
+  SSL* ssl = tls_->stream.native_handle();
+  return std::string(SSL_get_version(ssl)) + " " + SSL_get_cipher_name(ssl);
 }
 
 asio::awaitable<error_code> Stream::start_tls(asio::ssl::context& ctx, Duration timeout) {
-    co_return co_await handshake(ctx, false, {}, timeout);
+  co_return co_await handshake(ctx, false, {}, timeout);
 }
 
-asio::awaitable<error_code> Stream::start_tls_client(asio::ssl::context& ctx,
-                                                     std::string server_name, Duration timeout) {
-    co_return co_await handshake(ctx, true, std::move(server_name), timeout);
+asio::awaitable<error_code> Stream::start_tls_client(asio::ssl::context& ctx, std::string server_name,
+                                                     Duration timeout) {
+  co_return co_await handshake(ctx, true, std::move(server_name), timeout);
 }
 
-asio::awaitable<error_code> Stream::handshake(asio::ssl::context& ctx, bool client,
-                                              std::string server_name, Duration timeout) {
-    if (tls_) co_return make_error_code(boost::system::errc::operation_not_permitted);
-    const auto deadline = steady_clock::now() + timeout;
-    if (auto ec = co_await flush(timeout)) co_return ec;
-    // Nothing the peer sent in plaintext may be read after the upgrade (CVE-2011-0411).
-    buffer_.clear();
-    release_if_empty(buffer_);
-    discarding_ = false;
-    error_code ec;
-    socket_.non_blocking(false, ec);
-    tls_ = std::make_unique<Tls>(std::move(socket_), ctx);
-    SSL* ssl = tls_->stream.native_handle();
-    if (client) {  // SNI for names; the name or IP is checked when the context verifies peers
-        error_code not_ip;
-        asio::ip::make_address(server_name, not_ip);
-        if (not_ip) {
-            SSL_set_tlsext_host_name(ssl, server_name.c_str());
-            SSL_set1_host(ssl, server_name.c_str());
-        } else {
-            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), server_name.c_str());
-        }
+asio::awaitable<error_code> Stream::handshake(asio::ssl::context& ctx, bool client, std::string server_name,
+                                              Duration timeout) {
+  if (tls_) co_return make_error_code(boost::system::errc::operation_not_permitted);
+  const auto deadline = steady_clock::now() + timeout;
+  if (auto ec = co_await flush(timeout)) co_return ec;
+  // Nothing the peer sent in plaintext may be read after the upgrade (CVE-2011-0411).
+  buffer_.clear();
+  release_if_empty(buffer_);
+  discarding_ = false;
+  error_code ec;
+  socket_.non_blocking(false, ec);
+  tls_ = std::make_unique<Tls>(std::move(socket_), ctx);
+  SSL* ssl = tls_->stream.native_handle();
+  if (client) {  // SNI for names; the name or IP is checked when the context verifies peers
+    error_code not_ip;
+    asio::ip::make_address(server_name, not_ip);
+    if (not_ip) {
+      SSL_set_tlsext_host_name(ssl, server_name.c_str());
+      SSL_set1_host(ssl, server_name.c_str());
+    } else {
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), server_name.c_str());
     }
-    const auto type = client ? asio::ssl::stream_base::client : asio::ssl::stream_base::server;
-    std::tie(ec) = co_await timed(tls_->stream.async_handshake(type, tuple_awaitable), deadline);
-    co_return ec;
+  }
+  const auto type = client ? asio::ssl::stream_base::client : asio::ssl::stream_base::server;
+  std::tie(ec) = co_await timed(tls_->stream.async_handshake(type, tuple_awaitable), deadline);
+  co_return ec;
 }
 
 asio::awaitable<error_code> Stream::fill(steady_clock::time_point deadline) {
-    if (tls_) {
-        const std::size_t old = buffer_.size();
-        buffer_.resize(old + kChunk);
-        auto [ec, n] = co_await timed(
-            tls_->stream.async_read_some(asio::buffer(buffer_.data() + old, kChunk), tuple_awaitable),
-            deadline);
-        buffer_.resize(old + n);
-        co_return ec;
-    }
-    // Plain: read what is there; otherwise wait for readability holding no read buffer.
-    for (;;) {
-        const std::size_t old = buffer_.size();
-        buffer_.resize(old + kChunk);
-        error_code ec;
-        const std::size_t n = socket_.read_some(asio::buffer(buffer_.data() + old, kChunk), ec);
-        buffer_.resize(old + n);
-        if (ec != asio::error::would_block && ec != asio::error::try_again) co_return ec;
-        if (buffer_.empty()) std::string().swap(buffer_);
-        else buffer_.shrink_to_fit();
-        std::tie(ec) = co_await timed(socket_.async_wait(tcp::socket::wait_read, tuple_awaitable),
-                                      deadline);
-        if (ec) co_return ec;
-    }
+  if (tls_) {
+    const std::size_t old = buffer_.size();
+    buffer_.resize(old + kChunk);
+    auto [ec, n] = co_await timed(
+        tls_->stream.async_read_some(asio::buffer(buffer_.data() + old, kChunk), tuple_awaitable), deadline);
+    buffer_.resize(old + n);
+    co_return ec;
+  }
+  // Plain: read what is there; otherwise wait for readability holding no read buffer.
+  for (;;) {
+    const std::size_t old = buffer_.size();
+    buffer_.resize(old + kChunk);
+    error_code ec;
+    const std::size_t n = socket_.read_some(asio::buffer(buffer_.data() + old, kChunk), ec);
+    buffer_.resize(old + n);
+    if (ec != asio::error::would_block && ec != asio::error::try_again) co_return ec;
+    if (buffer_.empty())
+      std::string().swap(buffer_);
+    else
+      buffer_.shrink_to_fit();
+    std::tie(ec) = co_await timed(socket_.async_wait(tcp::socket::wait_read, tuple_awaitable), deadline);
+    if (ec) co_return ec;
+  }
 }
 
-asio::awaitable<std::tuple<error_code, std::string>> Stream::read_line(std::size_t max_octets,
-                                                                       Duration timeout) {
-    const auto deadline = steady_clock::now() + timeout;
-    for (;;) {
-        if (discarding_) {
-            const auto lf = buffer_.find('\n');
-            buffer_.erase(0, lf == std::string::npos ? buffer_.size() : lf + 1);
-            release_if_empty(buffer_);
-            if (lf != std::string::npos) {
-                discarding_ = false;
-                co_return std::tuple{make_error_code(errc::line_too_long), std::string()};
-            }
-        } else {
-            const LineScan scan = scan_line(buffer_, max_octets);
-            if (scan.status == LineScan::complete) {
-                std::string line = buffer_.substr(0, scan.length);
-                buffer_.erase(0, scan.length);
-                release_if_empty(buffer_);
-                co_return std::tuple{error_code(), std::move(line)};
-            }
-            if (scan.status == LineScan::too_long) {
-                discarding_ = true;
-                continue;
-            }
-        }
-        if (auto ec = co_await fill(deadline)) co_return std::tuple{ec, std::string()};
+asio::awaitable<std::tuple<error_code, std::string>> Stream::read_line(std::size_t max_octets, Duration timeout) {
+  const auto deadline = steady_clock::now() + timeout;
+  for (;;) {
+    if (discarding_) {
+      const auto lf = buffer_.find('\n');
+      buffer_.erase(0, lf == std::string::npos ? buffer_.size() : lf + 1);
+      release_if_empty(buffer_);
+      if (lf != std::string::npos) {
+        discarding_ = false;
+        co_return std::tuple{make_error_code(errc::line_too_long), std::string()};
+      }
+    } else {
+      const LineScan scan = scan_line(buffer_, max_octets);
+      if (scan.status == LineScan::complete) {
+        std::string line = buffer_.substr(0, scan.length);
+        buffer_.erase(0, scan.length);
+        release_if_empty(buffer_);
+        co_return std::tuple{error_code(), std::move(line)};
+      }
+      if (scan.status == LineScan::too_long) {
+        discarding_ = true;
+        continue;
+      }
     }
+    if (auto ec = co_await fill(deadline)) co_return std::tuple{ec, std::string()};
+  }
 }
 
 bool Stream::has_pending_input() const {
-    if (!buffer_.empty()) return true;
-    // const_cast: available() is a read-only FIONREAD that Asio does not mark const.
-    auto& self = const_cast<Stream&>(*this);
-    if (tls_) {
-        SSL* ssl = tls_->stream.native_handle();
-        if (SSL_pending(ssl) > 0 || BIO_ctrl_pending(SSL_get_rbio(ssl)) > 0) return true;
-    }
-    error_code ec;
-    return self.lowest_layer().available(ec) > 0;
+  if (!buffer_.empty()) return true;
+  // const_cast: available() is a read-only FIONREAD that Asio does not mark const.
+  auto& self = const_cast<Stream&>(*this);
+  if (tls_) {
+    SSL* ssl = tls_->stream.native_handle();
+    if (SSL_pending(ssl) > 0 || BIO_ctrl_pending(SSL_get_rbio(ssl)) > 0) return true;
+  }
+  error_code ec;
+  return self.lowest_layer().available(ec) > 0;
 }
 
 asio::awaitable<bool> Stream::input_ready_within(Duration wait) {
-    if (has_pending_input()) co_return true;
-    auto [ec] = co_await timed(lowest_layer().async_wait(tcp::socket::wait_read, tuple_awaitable),
-                               steady_clock::now() + wait);
-    if (ec) co_return false;
-    if (tls_) co_return true;   // a TLS record arrived
-    co_return has_pending_input();  // readable with nothing to read is EOF, not talk
+  if (has_pending_input()) co_return true;
+  auto [ec] =
+      co_await timed(lowest_layer().async_wait(tcp::socket::wait_read, tuple_awaitable), steady_clock::now() + wait);
+  if (ec) co_return false;
+  if (tls_) co_return true;       // a TLS record arrived
+  co_return has_pending_input();  // readable with nothing to read is EOF, not talk
 }
 
 asio::awaitable<error_code> Stream::flush(Duration timeout) {
-    if (out_.empty()) co_return error_code();
-    std::string data;
-    data.swap(out_);
-    const auto deadline = steady_clock::now() + timeout;
-    error_code ec;
-    if (tls_)
-        std::tie(ec, std::ignore) = co_await timed(
-            asio::async_write(tls_->stream, asio::buffer(data), tuple_awaitable), deadline);
-    else
-        std::tie(ec, std::ignore) = co_await timed(
-            asio::async_write(socket_, asio::buffer(data), tuple_awaitable), deadline);
-    co_return ec;
+  if (out_.empty()) co_return error_code();
+  std::string data;
+  data.swap(out_);
+  const auto deadline = steady_clock::now() + timeout;
+  error_code ec;
+  if (tls_)
+    std::tie(ec, std::ignore) =
+        co_await timed(asio::async_write(tls_->stream, asio::buffer(data), tuple_awaitable), deadline);
+  else
+    std::tie(ec, std::ignore) =
+        co_await timed(asio::async_write(socket_, asio::buffer(data), tuple_awaitable), deadline);
+  co_return ec;
 }
 
 asio::awaitable<error_code> Stream::write(std::string_view data, Duration timeout) {
-    queue(data);
-    co_return co_await flush(timeout);
+  queue(data);
+  co_return co_await flush(timeout);
 }
 
 asio::awaitable<void> Stream::shutdown(Duration timeout) {
-    if (tls_ && is_open())
-        co_await timed(tls_->stream.async_shutdown(tuple_awaitable), steady_clock::now() + timeout);
-    close();
+  if (tls_ && is_open()) co_await timed(tls_->stream.async_shutdown(tuple_awaitable), steady_clock::now() + timeout);
+  close();
 }
 
 void Stream::close() {
-    auto& socket = lowest_layer();
-    if (!socket.is_open()) return;
-    error_code ignored;
-    socket.shutdown(tcp::socket::shutdown_both, ignored);
-    socket.close(ignored);
+  auto& socket = lowest_layer();
+  if (!socket.is_open()) return;
+  error_code ignored;
+  socket.shutdown(tcp::socket::shutdown_both, ignored);
+  socket.close(ignored);
 }
 
 }  // namespace rg::net

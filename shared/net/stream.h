@@ -29,8 +29,8 @@ using Duration = std::chrono::steady_clock::duration;
 // Where the first line of `buffered` ends. A line ends at LF (bare CR is data); its length
 // includes the LF and must be <= max_octets. Pure, no I/O: the line splitter of read_line.
 struct LineScan {
-    enum Status { complete, need_more, too_long } status;
-    std::size_t length;  // bytes of the line including "\n" when complete, else 0
+  enum Status { complete, need_more, too_long } status;
+  std::size_t length;  // bytes of the line including "\n" when complete, else 0
 };
 LineScan scan_line(std::string_view buffered, std::size_t max_octets) noexcept;
 
@@ -38,78 +38,76 @@ LineScan scan_line(std::string_view buffered, std::size_t max_octets) noexcept;
 std::string canonical_ip(const asio::ip::address& address);
 
 class Stream {
-public:
-    explicit Stream(asio::ip::tcp::socket socket);
-    ~Stream();
-    Stream(Stream&&) noexcept;
-    Stream& operator=(Stream&&) noexcept;
-    Stream(const Stream&) = delete;
-    Stream& operator=(const Stream&) = delete;
+ public:
+  explicit Stream(asio::ip::tcp::socket socket);
+  ~Stream();
+  Stream(Stream&&) noexcept;
+  Stream& operator=(Stream&&) noexcept;
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
 
-    // Peer address in canonical form and ports, captured at construction (valid after close).
-    const std::string& remote_ip() const { return remote_ip_; }
-    std::uint16_t remote_port() const { return remote_port_; }
-    std::uint16_t local_port() const { return local_port_; }
+  // Peer address in canonical form and ports, captured at construction (valid after close).
+  const std::string& remote_ip() const { return remote_ip_; }
+  std::uint16_t remote_port() const { return remote_port_; }
+  std::uint16_t local_port() const { return local_port_; }
 
-    // Server-side TLS handshake (STARTTLS/STLS after the go-ahead reply, or implicit TLS).
-    // Flushes queued output in plaintext first, then DISCARDS all buffered input (read
-    // buffered() before calling to log it). Fails with operation_not_permitted if already TLS.
-    asio::awaitable<error_code> start_tls(asio::ssl::context& ctx, Duration timeout);
-    // Client-side handshake (SMTP client to a smarthost): sends SNI for server_name and, if ctx
-    // verifies peers (make_client_tls_context), checks the certificate matches server_name.
-    asio::awaitable<error_code> start_tls_client(asio::ssl::context& ctx, std::string server_name,
-                                                 Duration timeout);
-    // True once a handshake has been started on this stream.
-    bool is_tls() const { return tls_ != nullptr; }
-    // "TLSv1.3 TLS_AES_256_GCM_SHA384", or "" for a plain stream.
-    std::string tls_description() const;
+  // Server-side TLS handshake (STARTTLS/STLS after the go-ahead reply, or implicit TLS).
+  // Flushes queued output in plaintext first, then DISCARDS all buffered input (read
+  // buffered() before calling to log it). Fails with operation_not_permitted if already TLS.
+  asio::awaitable<error_code> start_tls(asio::ssl::context& ctx, Duration timeout);
+  // Client-side handshake (SMTP client to a smarthost): sends SNI for server_name and, if ctx
+  // verifies peers (make_client_tls_context), checks the certificate matches server_name.
+  asio::awaitable<error_code> start_tls_client(asio::ssl::context& ctx, std::string server_name, Duration timeout);
+  // True once a handshake has been started on this stream.
+  bool is_tls() const { return tls_ != nullptr; }
+  // "TLSv1.3 TLS_AES_256_GCM_SHA384", or "" for a plain stream.
+  std::string tls_description() const;
 
-    // One line including its terminator as received ("...\r\n" or bare "...\n"), at most
-    // max_octets (>= 1) bytes. Errors: errc::timeout (one deadline for the whole call),
-    // errc::line_too_long (the line was consumed and dropped through its LF, the next call
-    // reads the next line), asio::error::eof, socket/TLS errors.
-    asio::awaitable<std::tuple<error_code, std::string>> read_line(std::size_t max_octets,
-                                                                   Duration timeout);
-    // Bytes received and buffered but not yet returned by read_line.
-    std::size_t buffered() const { return buffer_.size(); }
-    // Input waiting beyond the last line returned: buffered, inside TLS, or in the kernel.
-    // Used for RFC 2920 / RFC 5321 4.5.3.2 synchronization checks.
-    bool has_pending_input() const;
-    // True if input is pending or arrives within `wait` (greeting pause); consumes nothing.
-    asio::awaitable<bool> input_ready_within(Duration wait);
+  // One line including its terminator as received ("...\r\n" or bare "...\n"), at most
+  // max_octets (>= 1) bytes. Errors: errc::timeout (one deadline for the whole call),
+  // errc::line_too_long (the line was consumed and dropped through its LF, the next call
+  // reads the next line), asio::error::eof, socket/TLS errors.
+  asio::awaitable<std::tuple<error_code, std::string>> read_line(std::size_t max_octets, Duration timeout);
+  // Bytes received and buffered but not yet returned by read_line.
+  std::size_t buffered() const { return buffer_.size(); }
+  // Input waiting beyond the last line returned: buffered, inside TLS, or in the kernel.
+  // Used for RFC 2920 / RFC 5321 4.5.3.2 synchronization checks.
+  bool has_pending_input() const;
+  // True if input is pending or arrives within `wait` (greeting pause); consumes nothing.
+  asio::awaitable<bool> input_ready_within(Duration wait);
 
-    // Appends to the output queue (batched replies, RFC 2920); nothing is sent until flush.
-    void queue(std::string_view data) { out_.append(data); }
-    // Bytes queued and not yet flushed.
-    std::size_t queued() const { return out_.size(); }
-    // Sends all queued output. After an error or errc::timeout the stream must be closed.
-    asio::awaitable<error_code> flush(Duration timeout);
-    // queue(data) + flush(timeout).
-    asio::awaitable<error_code> write(std::string_view data, Duration timeout);
+  // Appends to the output queue (batched replies, RFC 2920); nothing is sent until flush.
+  void queue(std::string_view data) { out_.append(data); }
+  // Bytes queued and not yet flushed.
+  std::size_t queued() const { return out_.size(); }
+  // Sends all queued output. After an error or errc::timeout the stream must be closed.
+  asio::awaitable<error_code> flush(Duration timeout);
+  // queue(data) + flush(timeout).
+  asio::awaitable<error_code> write(std::string_view data, Duration timeout);
 
-    // Graceful end: TLS close_notify bounded by timeout (never waits longer), then close().
-    asio::awaitable<void> shutdown(Duration timeout);
-    // Shuts down and closes the socket now; idempotent; pending operations end with an error.
-    void close();
-    bool is_open() const;
+  // Graceful end: TLS close_notify bounded by timeout (never waits longer), then close().
+  asio::awaitable<void> shutdown(Duration timeout);
+  // Shuts down and closes the socket now; idempotent; pending operations end with an error.
+  void close();
+  bool is_open() const;
 
-    // The TCP socket under TLS, for socket options. Do not read or write through it.
-    asio::ip::tcp::socket& lowest_layer();
+  // The TCP socket under TLS, for socket options. Do not read or write through it.
+  asio::ip::tcp::socket& lowest_layer();
 
-private:
-    struct Tls;
-    asio::awaitable<error_code> handshake(asio::ssl::context& ctx, bool client,
-                                          std::string server_name, Duration timeout);
-    asio::awaitable<error_code> fill(std::chrono::steady_clock::time_point deadline);
+ private:
+  struct Tls;
+  asio::awaitable<error_code> handshake(asio::ssl::context& ctx, bool client, std::string server_name,
+                                        Duration timeout);
+  asio::awaitable<error_code> fill(std::chrono::steady_clock::time_point deadline);
 
-    asio::ip::tcp::socket socket_;  // moved into tls_ on upgrade
-    std::unique_ptr<Tls> tls_;
-    std::string buffer_;            // received, not yet returned; released when empty
-    std::string out_;               // queued output
-    bool discarding_ = false;       // inside an over-long line, dropping through its LF
-    std::string remote_ip_;
-    std::uint16_t remote_port_ = 0;
-    std::uint16_t local_port_ = 0;
+  asio::ip::tcp::socket socket_;  // moved into tls_ on upgrade
+  std::unique_ptr<Tls> tls_;
+  std::string buffer_;       // received, not yet returned; released when empty
+  std::string out_;          // queued output
+  bool discarding_ = false;  // inside an over-long line, dropping through its LF
+  std::string remote_ip_;
+  std::uint16_t remote_port_ = 0;
+  std::uint16_t local_port_ = 0;
 };
 
 }  // namespace rg::net

@@ -25,11 +25,11 @@ template <class... T>
 boost::asio::awaitable<std::tuple<boost::system::error_code, T...>> timed(
     boost::asio::awaitable<std::tuple<boost::system::error_code, T...>> op,
     std::chrono::steady_clock::time_point deadline) {
-    using namespace boost::asio::experimental::awaitable_operators;
-    boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor, deadline);
-    auto result = co_await (std::move(op) || timer.async_wait(tuple_awaitable));
-    if (result.index() == 0) co_return std::get<0>(std::move(result));
-    co_return std::tuple<boost::system::error_code, T...>{make_error_code(errc::timeout), T{}...};
+  using namespace boost::asio::experimental::awaitable_operators;
+  boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor, deadline);
+  auto result = co_await (std::move(op) || timer.async_wait(tuple_awaitable));
+  if (result.index() == 0) co_return std::get<0>(std::move(result));
+  co_return std::tuple<boost::system::error_code, T...>{make_error_code(errc::timeout), T{}...};
 }
 
 }  // namespace rg::net::detail

@@ -26,7 +26,7 @@ void ensure_self_signed_certificate(const std::string& cert_file, const std::str
 
 // Client context: TLS >= 1.2; with verify, peers must chain to ca_file (or the system store)
 // and match the name given to Stream::start_tls_client. Throws if ca_file cannot be loaded.
-std::shared_ptr<boost::asio::ssl::context> make_client_tls_context(
-    const std::optional<std::string>& ca_file, bool verify);
+std::shared_ptr<boost::asio::ssl::context> make_client_tls_context(const std::optional<std::string>& ca_file,
+                                                                   bool verify);
 
 }  // namespace rg::net

@@ -22,8 +22,8 @@
 // refusal_wrong_state(row, facts).
 #pragma once
 
-#include <boost/asio/awaitable.hpp>
 #include <array>
+#include <boost/asio/awaitable.hpp>
 #include <cstddef>
 #include <optional>
 #include <span>

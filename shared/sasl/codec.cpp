@@ -18,8 +18,7 @@
 namespace rg::sasl {
 namespace {
 
-constexpr std::string_view kB64Alphabet =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+constexpr std::string_view kB64Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 constexpr std::string_view kHexDigits = "0123456789abcdef";
 constexpr std::size_t kMd5Size = 16;
 constexpr std::size_t kChallengeRandomBytes = 8;  // Dovecot-style: pid, counter, time, random
@@ -34,9 +33,7 @@ int b64_value(unsigned char c) {
   return -1;
 }
 
-const unsigned char* bytes(std::string_view s) {
-  return reinterpret_cast<const unsigned char*>(s.data());
-}
+const unsigned char* bytes(std::string_view s) { return reinterpret_cast<const unsigned char*>(s.data()); }
 
 }  // namespace
 
@@ -45,8 +42,8 @@ std::string base64_encode(std::string_view in) {
   out.reserve((in.size() + 2) / 3 * 4);
   std::size_t i = 0;
   for (; i + 3 <= in.size(); i += 3) {
-    const std::uint32_t v = std::uint32_t(std::uint8_t(in[i])) << 16 |
-                            std::uint32_t(std::uint8_t(in[i + 1])) << 8 | std::uint8_t(in[i + 2]);
+    const std::uint32_t v = std::uint32_t(std::uint8_t(in[i])) << 16 | std::uint32_t(std::uint8_t(in[i + 1])) << 8 |
+                            std::uint8_t(in[i + 2]);
     out += kB64Alphabet[v >> 18 & 63];
     out += kB64Alphabet[v >> 12 & 63];
     out += kB64Alphabet[v >> 6 & 63];
@@ -79,8 +76,7 @@ std::optional<std::string> base64_decode(std::string_view in) {
     const int c = pad == 2 ? 0 : b64_value(std::uint8_t(c3));
     const int d = pad >= 1 ? 0 : b64_value(std::uint8_t(c4));
     if (c < 0 || d < 0) return std::nullopt;  // also rejects '=' anywhere but the end
-    const std::uint32_t v =
-        std::uint32_t(a) << 18 | std::uint32_t(b) << 12 | std::uint32_t(c) << 6 | std::uint32_t(d);
+    const std::uint32_t v = std::uint32_t(a) << 18 | std::uint32_t(b) << 12 | std::uint32_t(c) << 6 | std::uint32_t(d);
     if (pad == 2 && (v & 0xFFFF) != 0) return std::nullopt;  // non-zero pad bits, RFC 4648 §3.5
     if (pad == 1 && (v & 0xFF) != 0) return std::nullopt;
     out += char(v >> 16 & 0xFF);
@@ -104,8 +100,7 @@ std::string hex_lower(std::string_view in) {
 std::string md5(std::string_view data) {
   std::array<unsigned char, EVP_MAX_MD_SIZE> out{};
   unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_md5(), nullptr) != 1 ||
-      len != kMd5Size)
+  if (EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_md5(), nullptr) != 1 || len != kMd5Size)
     throw std::runtime_error("EVP_Digest(MD5) failed");
   return std::string(reinterpret_cast<const char*>(out.data()), len);
 }
@@ -126,8 +121,7 @@ std::string hmac_md5(std::string_view key, std::string_view data) {
   const unsigned char* k = key.empty() ? kEmptyKey : bytes(key);
   std::array<unsigned char, EVP_MAX_MD_SIZE> out{};
   std::size_t len = 0;
-  if (EVP_MAC_init(ctx.get(), k, key.size(), params) != 1 ||
-      EVP_MAC_update(ctx.get(), bytes(data), data.size()) != 1 ||
+  if (EVP_MAC_init(ctx.get(), k, key.size(), params) != 1 || EVP_MAC_update(ctx.get(), bytes(data), data.size()) != 1 ||
       EVP_MAC_final(ctx.get(), out.data(), &len, out.size()) != 1 || len != kMd5Size)
     throw std::runtime_error("HMAC-MD5 failed");
   return std::string(reinterpret_cast<const char*>(out.data()), len);
@@ -150,8 +144,7 @@ bool ct_equal_hex(std::string_view expected_lower_hex, std::string_view client_h
 
 std::string random_hex(std::size_t nbytes) {
   std::string raw(nbytes, '\0');
-  if (nbytes > 0 &&
-      RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(nbytes)) != 1)
+  if (nbytes > 0 && RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(nbytes)) != 1)
     throw std::runtime_error("RAND_bytes failed");
   return hex_lower(raw);
 }

@@ -25,16 +25,14 @@ inline constexpr std::size_t kMaxDigestDirectives = 32;
 std::unique_ptr<Mechanism> make_plain();
 std::unique_ptr<Mechanism> make_login();
 // fixed_challenge: test hook replacing the fresh msg-id challenge (RFC 2195 §2 example).
-std::unique_ptr<Mechanism> make_cram_md5(const Context& ctx,
-                                         std::optional<std::string> fixed_challenge = {});
+std::unique_ptr<Mechanism> make_cram_md5(const Context& ctx, std::optional<std::string> fixed_challenge = {});
 // fixed_nonce: test hook replacing the random nonce (RFC 2831 §4 example).
-std::unique_ptr<Mechanism> make_digest_md5(const Context& ctx,
-                                           std::optional<std::string> fixed_nonce = {});
+std::unique_ptr<Mechanism> make_digest_md5(const Context& ctx, std::optional<std::string> fixed_nonce = {});
 
 // A parsed RFC 2831 §2.1.2 digest-response (values unquoted/unescaped; absent = nullopt).
 struct DigestResponse {
-  std::optional<std::string> username, realm, nonce, cnonce, nc, qop, digest_uri, response, maxbuf,
-      charset, cipher, authzid;
+  std::optional<std::string> username, realm, nonce, cnonce, nc, qop, digest_uri, response, maxbuf, charset, cipher,
+      authzid;
 };
 struct DigestParse {
   std::optional<DigestResponse> value;  // set on success

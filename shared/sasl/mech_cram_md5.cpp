@@ -72,8 +72,7 @@ class CramMd5 final : public Mechanism {
 
 }  // namespace
 
-std::unique_ptr<Mechanism> make_cram_md5(const Context& ctx,
-                                         std::optional<std::string> fixed_challenge) {
+std::unique_ptr<Mechanism> make_cram_md5(const Context& ctx, std::optional<std::string> fixed_challenge) {
   return std::make_unique<CramMd5>(ctx, std::move(fixed_challenge));
 }
 

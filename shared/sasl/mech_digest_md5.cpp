@@ -168,8 +168,7 @@ class DigestMd5 final : public Mechanism {
 
 }  // namespace
 
-std::unique_ptr<Mechanism> make_digest_md5(const Context& ctx,
-                                           std::optional<std::string> fixed_nonce) {
+std::unique_ptr<Mechanism> make_digest_md5(const Context& ctx, std::optional<std::string> fixed_nonce) {
   return std::make_unique<DigestMd5>(ctx, std::move(fixed_nonce));
 }
 
@@ -253,8 +252,7 @@ std::string digest_md5_response(const DigestInput& in, std::string_view a2_prefi
     a1 += *in.authzid;
   }
   const std::string a2 = join({a2_prefix, in.digest_uri});  // qop=auth: no ":00..." suffix
-  return hex_lower(
-      md5(join({hex_lower(md5(a1)), in.nonce, in.nc, in.cnonce, in.qop, hex_lower(md5(a2))})));
+  return hex_lower(md5(join({hex_lower(md5(a1)), in.nonce, in.nc, in.cnonce, in.qop, hex_lower(md5(a2))})));
 }
 
 }  // namespace rg::sasl::detail

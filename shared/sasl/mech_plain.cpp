@@ -45,10 +45,8 @@ class Plain final : public Mechanism {
     const auto authzid = msg.substr(0, nul1);
     const auto authcid = msg.substr(nul1 + 1, nul2 - nul1 - 1);
     const auto passwd = msg.substr(nul2 + 1);
-    if (authcid.empty() || passwd.empty())
-      return Failure{Failure::Kind::Malformed, "PLAIN: empty authcid or password"};
-    if (authzid.size() > kMaxIdentityLen || authcid.size() > kMaxIdentityLen ||
-        passwd.size() > kMaxPasswordLen)
+    if (authcid.empty() || passwd.empty()) return Failure{Failure::Kind::Malformed, "PLAIN: empty authcid or password"};
+    if (authzid.size() > kMaxIdentityLen || authcid.size() > kMaxIdentityLen || passwd.size() > kMaxPasswordLen)
       return Failure{Failure::Kind::Malformed, "PLAIN: field too long"};
     return VerifyPassword{std::string(authzid), std::string(authcid), std::string(passwd)};
   }

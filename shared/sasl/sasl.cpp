@@ -32,8 +32,7 @@ std::unique_ptr<Mechanism> make_mechanism(std::string_view name, const Context& 
   return nullptr;
 }
 
-bool apop_verify(std::string_view timestamp, std::string_view secret,
-                 std::string_view client_hex_digest) {
+bool apop_verify(std::string_view timestamp, std::string_view secret, std::string_view client_hex_digest) {
   std::string input(timestamp);
   input += secret;
   const std::string expected = hex_lower(md5(input));

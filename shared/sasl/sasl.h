@@ -63,8 +63,7 @@ class Mechanism {
 
 // Every mechanism make_mechanism() knows, in advertising order; daemons filter by plaintext() /
 // needs_legacy_secret() and their TLS/legacy settings before advertising.
-inline constexpr std::array<std::string_view, 4> kMechanismNames = {"PLAIN", "LOGIN", "CRAM-MD5",
-                                                                    "DIGEST-MD5"};
+inline constexpr std::array<std::string_view, 4> kMechanismNames = {"PLAIN", "LOGIN", "CRAM-MD5", "DIGEST-MD5"};
 
 // Case-insensitive name lookup; nullptr if unknown. Call once per AUTH command: a fresh object
 // means no state survives a cancel or a failure (CVE-2011-1720 class).
@@ -72,7 +71,6 @@ std::unique_ptr<Mechanism> make_mechanism(std::string_view name, const Context& 
 
 // RFC 1939 §7 APOP: client_hex_digest == hex(MD5(timestamp + secret)), hex case-insensitive,
 // compared in constant time. timestamp is the full "<...>" string from the greeting.
-bool apop_verify(std::string_view timestamp, std::string_view secret,
-                 std::string_view client_hex_digest);
+bool apop_verify(std::string_view timestamp, std::string_view secret, std::string_view client_hex_digest);
 
 }  // namespace rg::sasl

@@ -51,7 +51,8 @@ std::string render_dsn(const DsnInput& in) {
   std::string m;
   m += "From: Mail Delivery System <MAILER-DAEMON@" + host + ">\r\n";
   m += "To: <" + ascii(orig.sender, 300) + ">\r\n";
-  m += std::string("Subject: ") + (failed ? "Undelivered Mail Returned to Sender" : "Delayed Mail (still being retried)") + "\r\n";
+  m += std::string("Subject: ") +
+       (failed ? "Undelivered Mail Returned to Sender" : "Delayed Mail (still being retried)") + "\r\n";
   m += "Date: " + rfc5322_date(in.now) + "\r\n";
   m += "Message-ID: <" + in.id + "." + std::to_string(in.now) + "@" + host + ">\r\n";
   m += "Auto-Submitted: auto-replied\r\n";
@@ -72,7 +73,8 @@ std::string render_dsn(const DsnInput& in) {
   }
   for (size_t i : in.recipients) {
     const auto& r = orig.recipients.at(i);
-    m += "<" + body_line_safe(r.address) + ">: " + body_line_safe(r.last_error.empty() ? "no details" : r.last_error) + "\r\n";
+    m += "<" + body_line_safe(r.address) + ">: " + body_line_safe(r.last_error.empty() ? "no details" : r.last_error) +
+         "\r\n";
   }
   m += "\r\n";
 

@@ -20,14 +20,14 @@ enum class DsnKind { Failed, Delayed };
 
 struct DsnInput {
   DsnKind kind = DsnKind::Failed;
-  std::string id;                   // the DSN's own queue id (its Message-ID is built from it)
-  std::string reporting_mta;        // our host name
-  std::string remote_mta;           // the smarthost's name
+  std::string id;             // the DSN's own queue id (its Message-ID is built from it)
+  std::string reporting_mta;  // our host name
+  std::string remote_mta;     // the smarthost's name
   const spool::Envelope* original = nullptr;
-  std::vector<size_t> recipients;   // indices into original->recipients
+  std::vector<size_t> recipients;  // indices into original->recipients
   std::string_view original_message;
   int64_t now = 0;
-  int64_t retry_until = 0;          // Delayed: when the message will bounce
+  int64_t retry_until = 0;  // Delayed: when the message will bounce
 };
 
 // The whole DSN message (headers and body, CRLF).

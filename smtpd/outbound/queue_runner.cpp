@@ -58,8 +58,8 @@ std::string read_password(const config::Config& cfg) {
                               cfg.smarthost.password_file.string());
   if (!line.empty() && line.back() == '\r') line.pop_back();
   if (line.empty())
-    throw config::ConfigError(cfg.file.filename().string() + ": smarthost.password_file: " +
-                              cfg.smarthost.password_file.string() + " is empty");
+    throw config::ConfigError(cfg.file.filename().string() +
+                              ": smarthost.password_file: " + cfg.smarthost.password_file.string() + " is empty");
   return line;
 }
 
@@ -110,8 +110,11 @@ void QueueRunner::reload(const config::Config& fresh) {
   limits_ = fresh.queue;
   next_scan_ = 0;  // apply the new schedule to every queued message
   kick();
-  log::info().kv("event", "queue-reloaded").kv("relay", options_->host + ":" + std::to_string(options_->port))
-      .kv("tls", config::to_string(options_->tls)).kv("auth", !options_->username.empty());
+  log::info()
+      .kv("event", "queue-reloaded")
+      .kv("relay", options_->host + ":" + std::to_string(options_->port))
+      .kv("tls", config::to_string(options_->tls))
+      .kv("auth", !options_->username.empty());
 }
 
 QueueRunner::~QueueRunner() = default;
@@ -121,17 +124,25 @@ void QueueRunner::start() {
   const spool::Recovery rec = spool_.recover();
   for (const auto& p : rec.problems) log::warn().kv("event", "queue-problem").kv("problem", p);
   const spool::Summary sum = spool_.summary();
-  log::info().kv("event", "queue-started").kv("relay", options_->host + ":" + std::to_string(options_->port))
-      .kv("tls", config::to_string(options_->tls)).kv("verify", cfg_.smarthost.verify)
-      .kv("auth", !options_->username.empty()).kv("queued", sum.count)
-      .kv("partial_removed", rec.removed_partial).kv("orphans_removed", rec.removed_orphans);
+  log::info()
+      .kv("event", "queue-started")
+      .kv("relay", options_->host + ":" + std::to_string(options_->port))
+      .kv("tls", config::to_string(options_->tls))
+      .kv("verify", cfg_.smarthost.verify)
+      .kv("auth", !options_->username.empty())
+      .kv("queued", sum.count)
+      .kv("partial_removed", rec.removed_partial)
+      .kv("orphans_removed", rec.removed_orphans);
 
   int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  if (fd >= 0 && ::inotify_add_watch(fd, spool_.queue_dir().c_str(), IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM) >= 0) {
+  if (fd >= 0 && ::inotify_add_watch(fd, spool_.queue_dir().c_str(),
+                                     IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM) >= 0) {
     inotify_ = std::make_unique<Watch>(io_, fd);
     asio::co_spawn(io_, watcher(), log_crash);
   } else {
-    log::warn().kv("event", "queue-watch-unavailable").kv("error", std::strerror(errno))
+    log::warn()
+        .kv("event", "queue-watch-unavailable")
+        .kv("error", std::strerror(errno))
         .kv("scan_interval", limits_.scan_interval_seconds);
     if (fd >= 0) ::close(fd);
   }
@@ -258,8 +269,10 @@ asio::awaitable<void> QueueRunner::rescan() {
     item.next = other_work ? 0 : env.next_attempt_at;
   }
   for (auto it = items_.begin(); it != items_.end();) {
-    if (!it->second.busy && !seen.count(it->first)) it = items_.erase(it);
-    else ++it;
+    if (!it->second.busy && !seen.count(it->first))
+      it = items_.erase(it);
+    else
+      ++it;
   }
 }
 
@@ -305,21 +318,14 @@ asio::awaitable<void> QueueRunner::process(client::Client& client, std::optional
       unsaved_.erase(id);
       co_return;
     case queue::Loaded::Busy:
-    case queue::Loaded::WaitParent:
-      release(id, now + kBusyRetry);
-      co_return;
-    case queue::Loaded::NotDue:
-      release(id, l.next);
-      co_return;
-    case queue::Loaded::Held:
-      release(id, l.next, true);
-      co_return;
+    case queue::Loaded::WaitParent: release(id, now + kBusyRetry); co_return;
+    case queue::Loaded::NotDue: release(id, l.next); co_return;
+    case queue::Loaded::Held: release(id, l.next, true); co_return;
     case queue::Loaded::Error:
       log::error(id).kv("event", "queue-read-failed").kv("error", l.error);
       release(id, now + limits_.scan_interval_seconds);
       co_return;
-    case queue::Loaded::Ready:
-      break;
+    case queue::Loaded::Ready: break;
   }
   if (auto u = unsaved_.find(id); u != unsaved_.end()) {
     // The last attempt's results could not be written: write them before trying again.
@@ -340,8 +346,10 @@ asio::awaitable<void> QueueRunner::process(client::Client& client, std::optional
       }
     }
     std::vector<client::Reply> replies;
-    if (down) replies.assign(indices.size(), *down);
-    else replies = co_await client.send(l.env.sender, recipients, l.message);
+    if (down)
+      replies.assign(indices.size(), *down);
+    else
+      replies = co_await client.send(l.env.sender, recipients, l.message);
     for (size_t k = 0; k < indices.size(); ++k) job.outcomes.push_back({indices[k], replies[k], down.has_value()});
   }
   co_await finish(job, client);
@@ -368,8 +376,12 @@ asio::awaitable<void> QueueRunner::finish(Job& job, const client::Client& client
   unsaved_.erase(id);
   for (const auto& d : p.dsns) {
     const bool existing = std::find(res.dsn_existing.begin(), res.dsn_existing.end(), d.id) != res.dsn_existing.end();
-    log::info(id).kv("event", "dsn").kv("dsn_id", d.id).kv("to", env.sender)
-        .kv("delivery", d.local_user.empty() ? "queued" : "maildir").kv("outcome", existing ? "already-made" : "made");
+    log::info(id)
+        .kv("event", "dsn")
+        .kv("dsn_id", d.id)
+        .kv("to", env.sender)
+        .kv("delivery", d.local_user.empty() ? "queued" : "maildir")
+        .kv("outcome", existing ? "already-made" : "made");
   }
   if (p.remove) {
     items_.erase(id);
@@ -462,9 +474,16 @@ void QueueRunner::log_events(const spool::Envelope& env, const std::vector<queue
                              const client::Client& client, int64_t now) const {
   for (const auto& ev : events) {
     const auto& r = env.recipients[ev.index];
-    log::info(env.id).kv("event", "delivery").kv("to", r.address).kv("relay", client.relay())
-        .kv("tls", client.tls()).kv("status", queue::to_string(ev.result)).kv("code", ev.reply.code)
-        .kv("dsn", r.status).kv("reply", ev.reply.text()).kv("delay", now - env.created_at)
+    log::info(env.id)
+        .kv("event", "delivery")
+        .kv("to", r.address)
+        .kv("relay", client.relay())
+        .kv("tls", client.tls())
+        .kv("status", queue::to_string(ev.result))
+        .kv("code", ev.reply.code)
+        .kv("dsn", r.status)
+        .kv("reply", ev.reply.text())
+        .kv("delay", now - env.created_at)
         .kv("attempt", env.attempts);
   }
 }

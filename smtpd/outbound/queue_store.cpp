@@ -89,8 +89,10 @@ Persisted persist(const spool::Spool& spool, const fs::path& maildir_root, const
                                        : deliver_local_once(maildir_root, d.local_user, d.id, d.message);
       if (!made) out.dsn_existing.push_back(d.id);
     }
-    if (plan.remove) spool.remove(plan.id);
-    else spool.update(plan.final);
+    if (plan.remove)
+      spool.remove(plan.id);
+    else
+      spool.update(plan.final);
   } catch (const std::system_error& e) {
     out.ok = false;
     out.err = e.code().value();

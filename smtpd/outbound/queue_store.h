@@ -32,7 +32,7 @@ struct Loaded {
   spool::Lock lock;
   spool::Envelope env;
   std::shared_ptr<const std::string> message;
-  bool attempt = false;          // Ready with pending recipients that are due now
+  bool attempt = false;  // Ready with pending recipients that are due now
   int64_t next = 0;
   std::string error;
 };
@@ -43,23 +43,23 @@ Loaded load(const spool::Spool& spool, const std::string& id, int64_t now);
 // One DSN to make: into a local user's Maildir, or queued for the smarthost.
 struct DsnOut {
   std::string id;
-  std::string local_user;        // non-empty: Maildir delivery
-  spool::Envelope env;           // otherwise: queued with this envelope
+  std::string local_user;  // non-empty: Maildir delivery
+  spool::Envelope env;     // otherwise: queued with this envelope
   std::string message;
 };
 
 struct Plan {
   std::string id;
-  bool write_recorded = false;   // write `recorded` first (failures recorded before their DSNs)
+  bool write_recorded = false;  // write `recorded` first (failures recorded before their DSNs)
   spool::Envelope recorded;
   std::vector<DsnOut> dsns;
-  bool remove = false;           // then remove the message, else write `final`
+  bool remove = false;  // then remove the message, else write `final`
   spool::Envelope final;
 };
 
 struct Persisted {
   bool ok = true;
-  int err = 0;                   // errno of the failure (ENOSPC, EDQUOT, ...)
+  int err = 0;  // errno of the failure (ENOSPC, EDQUOT, ...)
   std::string error;
   std::vector<std::string> dsn_existing;  // DSN ids found already made (a redo after a crash)
 };

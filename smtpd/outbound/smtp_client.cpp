@@ -24,7 +24,7 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
-constexpr size_t kDataChunk = 64 * 1024;   // bytes of the message encoded and written at a time
+constexpr size_t kDataChunk = 64 * 1024;  // bytes of the message encoded and written at a time
 constexpr auto kQuitTimeout = 10s;
 
 // Runs an as_tuple operation against a timeout (Boost 1.81 has no cancel_after).
@@ -244,8 +244,9 @@ asio::awaitable<std::vector<Reply>> Client::send(const std::string& sender, cons
   const uint64_t size = message->size();
   if (caps_.size && *caps_.size > 0 && size > *caps_.size) {
     for (auto& r : out)
-      r = local_reply(552, "5.3.4", "message size " + std::to_string(size) + " exceeds size limit " +
-                                        std::to_string(*caps_.size) + " of " + relay_);
+      r = local_reply(552, "5.3.4",
+                      "message size " + std::to_string(size) + " exceeds size limit " + std::to_string(*caps_.size) +
+                          " of " + relay_);
     co_return out;
   }
   ++transactions_;
@@ -288,9 +289,12 @@ asio::awaitable<std::vector<Reply>> Client::send(const std::string& sender, cons
 
   std::vector<size_t> accepted;
   for (size_t i = 0; i < n; ++i) {
-    if (!mail_reply.positive()) out[i] = mail_reply;
-    else if (!rcpt_replies[i].positive()) out[i] = rcpt_replies[i];
-    else accepted.push_back(i);
+    if (!mail_reply.positive())
+      out[i] = mail_reply;
+    else if (!rcpt_replies[i].positive())
+      out[i] = rcpt_replies[i];
+    else
+      accepted.push_back(i);
   }
   bool delivered = false;
   if (!accepted.empty()) {
@@ -299,7 +303,8 @@ asio::awaitable<std::vector<Reply>> Client::send(const std::string& sender, cons
       decided = co_await send_data(*message);
       delivered = decided.positive();
     } else if (data_reply.positive()) {
-      decided = local_reply(451, "4.5.0", "protocol error: " + relay_ + " answered DATA with " + data_reply.text(false));
+      decided =
+          local_reply(451, "4.5.0", "protocol error: " + relay_ + " answered DATA with " + data_reply.text(false));
     }
     for (size_t i : accepted) out[i] = decided;
   } else if (data_sent && data_reply.code == 354) {

@@ -73,8 +73,10 @@ ReplyParser::Status ReplyParser::feed(std::string_view line) {
   bool last = true;
   std::string_view text;
   if (line.size() > 3) {
-    if (line[3] == '-') last = false;
-    else if (line[3] != ' ') return bad;
+    if (line[3] == '-')
+      last = false;
+    else if (line[3] != ' ')
+      return bad;
     text = line.substr(4);
   }
   if (current_.lines.size() >= limits_.max_lines) return bad;
@@ -112,10 +114,14 @@ Capabilities Capabilities::from_ehlo(const Reply& ehlo) {
     }
     if (words.empty()) continue;
     const std::string& kw = words[0];
-    if (kw == "PIPELINING") c.pipelining = true;
-    else if (kw == "STARTTLS") c.starttls = true;
-    else if (kw == "8BITMIME") c.eightbitmime = true;
-    else if (kw == "ENHANCEDSTATUSCODES") c.enhanced = true;
+    if (kw == "PIPELINING")
+      c.pipelining = true;
+    else if (kw == "STARTTLS")
+      c.starttls = true;
+    else if (kw == "8BITMIME")
+      c.eightbitmime = true;
+    else if (kw == "ENHANCEDSTATUSCODES")
+      c.enhanced = true;
     else if (kw == "SIZE") {
       uint64_t v = 0;
       if (words.size() > 1 && words[1].size() <= 19 && words[1].find_first_not_of("0123456789") == std::string::npos)

@@ -16,8 +16,8 @@ namespace rg::smtp::client {
 
 // RFC 5321 §4.5.3.1.5 limits a reply line to 512 octets; servers exceed it, so we allow more.
 struct ReplyLimits {
-  size_t max_line = 4096;   // octets per reply line, CRLF included
-  size_t max_lines = 100;   // lines per multi-line reply (EHLO lists are the long ones)
+  size_t max_line = 4096;  // octets per reply line, CRLF included
+  size_t max_lines = 100;  // lines per multi-line reply (EHLO lists are the long ones)
 };
 
 // One reply. Replies the client makes up (connection refused, timeout, TLS not offered) have
@@ -61,8 +61,8 @@ struct Capabilities {
   bool starttls = false;
   bool eightbitmime = false;
   bool enhanced = false;
-  std::optional<uint64_t> size;        // SIZE offered; 0 = no fixed limit
-  std::vector<std::string> auth;       // mechanisms, upper-case
+  std::optional<uint64_t> size;   // SIZE offered; 0 = no fixed limit
+  std::vector<std::string> auth;  // mechanisms, upper-case
   bool has_auth(std::string_view mech) const;
   // From a positive EHLO reply (the first line is the greeting text, not a capability).
   static Capabilities from_ehlo(const Reply& ehlo);

@@ -57,7 +57,7 @@ TEST_F(AuthDbTest, GrantLivesUntilTtlMinusOneSecondOnly) {
   ASSERT_TRUE(db.grant("192.0.2.1", "alice", "pop3", TTL, T0));
   EXPECT_TRUE(db.is_authorized("192.0.2.1", T0));
   EXPECT_TRUE(db.is_authorized("192.0.2.1", T0 + TTL - 1));
-  EXPECT_FALSE(db.is_authorized("192.0.2.1", T0 + TTL));      // expired, not yet purged
+  EXPECT_FALSE(db.is_authorized("192.0.2.1", T0 + TTL));  // expired, not yet purged
   EXPECT_FALSE(db.is_authorized("192.0.2.1", T0 + TTL + 1));
   EXPECT_FALSE(db.is_authorized("192.0.2.2", T0));
   EXPECT_TRUE(db.list(T0 + TTL).empty());
@@ -346,7 +346,8 @@ TEST(Password, HashVerifyAndImportedSchemes) {
   EXPECT_FALSE(rg::authdb::verify_password(h, "correct horsE"));
   EXPECT_FALSE(rg::authdb::verify_password(h, ""));
   // SHA512-CRYPT as Dovecot and /etc/shadow store it: `openssl passwd -6 -salt saltsalt secret`.
-  const char* sha512 = "$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
+  const char* sha512 =
+      "$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
   EXPECT_TRUE(rg::authdb::is_supported_hash(sha512));
   EXPECT_TRUE(rg::authdb::verify_password(sha512, "secret"));
   EXPECT_FALSE(rg::authdb::verify_password(sha512, "Secret"));

@@ -135,9 +135,8 @@ struct SizeCase {
 
 TEST(MaildirCrlfSize, Table) {
   const std::vector<SizeCase> cases = {
-      {"", 0},          {"a", 3},          {"a\n", 3},      {"a\r\n", 3},       {"a\nb", 6},
-      {"\n", 2},        {"\r\n", 2},       {"\n\n", 4},     {"a\rb\n", 5},      {"a\r\r\n", 4},
-      {".\n", 3},       {"x\r\ny\nz", 9},
+      {"", 0},     {"a", 3},    {"a\n", 3},    {"a\r\n", 3},   {"a\nb", 6}, {"\n", 2},
+      {"\r\n", 2}, {"\n\n", 4}, {"a\rb\n", 5}, {"a\r\r\n", 4}, {".\n", 3},  {"x\r\ny\nz", 9},
   };
   for (const auto& c : cases) EXPECT_EQ(crlf_size(c.in), c.want) << testing::PrintToString(c.in);
 }
@@ -263,10 +262,10 @@ TEST_F(MaildirStore, ScanOfForeignFiles) {
   md.ensure();
   const fs::path cur = root_ / "bob" / "cur";
   spew(root_ / "bob" / "new" / "1000.A.host", "a\nb\n");  // no W=: size from the content
-  spew(cur / "1001.B.host,S=3:2,F", "a\nb");               // S= is the stored size, not the wire size
+  spew(cur / "1001.B.host,S=3:2,F", "a\nb");              // S= is the stored size, not the wire size
   spew(cur / ".hidden", "x");
   spew(root_ / "bob" / "tmp" / "1002.C.host", "in delivery");
-  spew(cur / (std::string(100, 'l') + ":2,"), "x\n");       // too long for a UID
+  spew(cur / (std::string(100, 'l') + ":2,"), "x\n");  // too long for a UID
   spew(cur / "1003 with space", "x\n");
   auto entries = md.scan();
   ASSERT_EQ(entries.size(), 4u);
@@ -294,7 +293,7 @@ TEST_F(MaildirStore, LockContentionBetweenObjects) {
   ASSERT_TRUE(first.has_value());
   EXPECT_TRUE(static_cast<bool>(*first));
   EXPECT_FALSE(b.try_lock().has_value());
-  EXPECT_FALSE(a.try_lock().has_value());  // not re-entrant either: one session per maildrop
+  EXPECT_FALSE(a.try_lock().has_value());     // not re-entrant either: one session per maildrop
   EXPECT_TRUE(other.try_lock().has_value());  // per user
   rg::maildir::Lock moved = std::move(*first);
   first.reset();

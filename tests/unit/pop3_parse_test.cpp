@@ -52,9 +52,9 @@ TEST(Pop3Parse, Apop) {
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->name, "alice");
   EXPECT_EQ(ok->digest, digest);
-  EXPECT_TRUE(parse_apop("alice  " + digest));  // RFC 1939 §3 separators: one or more spaces
-  EXPECT_FALSE(parse_apop("alice " + digest.substr(1)));        // 31
-  EXPECT_FALSE(parse_apop("alice " + digest + "a"));            // 33
+  EXPECT_TRUE(parse_apop("alice  " + digest));            // RFC 1939 §3 separators: one or more spaces
+  EXPECT_FALSE(parse_apop("alice " + digest.substr(1)));  // 31
+  EXPECT_FALSE(parse_apop("alice " + digest + "a"));      // 33
   EXPECT_FALSE(parse_apop("alice"));
   EXPECT_FALSE(parse_apop("alice " + digest + " extra"));
   EXPECT_FALSE(parse_apop(""));

@@ -64,7 +64,9 @@ struct Toy {
   void refuse(const Refusal& r) { out.push_back("refused " + std::string(current) + ": " + r.text); }
   void refuse_unknown(std::string_view keyword) { out.push_back("unknown " + std::string(keyword)); }
   static Refusal refusal_tls_required(const Command<Toy>&) { return {"tls first"}; }
-  static Refusal refusal_wrong_state(const Command<Toy>& row, const Facts&) { return {"not now: " + std::string(row.name)}; }
+  static Refusal refusal_wrong_state(const Command<Toy>& row, const Facts&) {
+    return {"not now: " + std::string(row.name)};
+  }
   bool sync_violation() const { return pipelined; }
   asio::awaitable<void> sync_error() {
     out.push_back("sync error");
@@ -102,8 +104,8 @@ std::vector<std::string> play(Toy& toy, std::vector<std::string> lines) {
 TEST(Dispatch, GatesInOrder) {
   Toy toy;
   EXPECT_EQ(play(toy, {"send x", "NOPE a", "greet", "Send", "SEND hi", "leave"}),
-            (std::vector<std::string>{"refused send: not now: SEND", "unknown NOPE", "hello", "refused send: send needs text",
-                                      "sent hi", "ok"}));
+            (std::vector<std::string>{"refused send: not now: SEND", "unknown NOPE", "hello",
+                                      "refused send: send needs text", "sent hi", "ok"}));
 }
 
 TEST(Dispatch, TlsGateComesBeforeStateAndCheck) {

@@ -363,11 +363,16 @@ TEST_F(SpoolTest, IdsAndJsonCompatibility) {
   EXPECT_FALSE(spool::valid_id(std::string(41, 'A')));
   EXPECT_TRUE(spool::valid_id(std::string(40, 'A')));
   // Envelopes written before issue 5 (no per-recipient status fields) still read.
-  auto old = spool::from_json(R"({"id":"0123456789AB","sender":"a@b","recipients":[{"address":"x@y","state":"pending","last_error":""}],"created_at":5,"size":9})", "old");
+  auto old = spool::from_json(
+      R"({"id":"0123456789AB","sender":"a@b","recipients":[{"address":"x@y","state":"pending","last_error":""}],"created_at":5,"size":9})",
+      "old");
   EXPECT_EQ(old.recipients.at(0).notified, false);
   EXPECT_EQ(old.dsn_count, 0);
-  EXPECT_THROW(spool::from_json(R"({"id":"0123456789AB","sender":"","recipients":[{"address":"x","state":"lost"}],"created_at":5,"size":9})", "x"),
-               std::runtime_error);
+  EXPECT_THROW(
+      spool::from_json(
+          R"({"id":"0123456789AB","sender":"","recipients":[{"address":"x","state":"lost"}],"created_at":5,"size":9})",
+          "x"),
+      std::runtime_error);
   auto e = envelope("", {"x@y.test"});
   e.dsn_of = "0123456789AB";
   e.dsn_seq = 3;
@@ -570,8 +575,11 @@ TEST(SpoolWatch, ParsesEventsFromOneRead) {
   } rows[] = {
       {"empty read", "", {}},
       {"one event, name padded with NULs", a, {{IN_MOVED_TO, "abc.env"}}},
-      {"name exactly filling len (no NUL)", inotify_bytes(IN_CLOSE_WRITE, "12345678", 8), {{IN_CLOSE_WRITE, "12345678"}}},
-      {"several events in one read", a + b + overflow,
+      {"name exactly filling len (no NUL)",
+       inotify_bytes(IN_CLOSE_WRITE, "12345678", 8),
+       {{IN_CLOSE_WRITE, "12345678"}}},
+      {"several events in one read",
+       a + b + overflow,
        {{IN_MOVED_TO, "abc.env"}, {IN_DELETE, "d.msg"}, {IN_Q_OVERFLOW, ""}}},
       {"header one byte short", a.substr(0, sizeof(inotify_event) - 1), {}},
       {"name one byte short: dropped", a.substr(0, a.size() - 1), {}},

@@ -101,14 +101,11 @@ TEST(SaslMd5, MatchesRfc1321Vectors) {
 }
 
 TEST(SaslHmacMd5, MatchesRfc2104Vectors) {
-  EXPECT_EQ(hex_lower(hmac_md5("Jefe", "what do ya want for nothing?")),
-            "750c783e6ab0b503eaa86e310a5db738");
-  EXPECT_EQ(hex_lower(hmac_md5(std::string(16, '\x0b'), "Hi There")),
-            "9294727a3638bb1c13f48ef8158bfc9d");
+  EXPECT_EQ(hex_lower(hmac_md5("Jefe", "what do ya want for nothing?")), "750c783e6ab0b503eaa86e310a5db738");
+  EXPECT_EQ(hex_lower(hmac_md5(std::string(16, '\x0b'), "Hi There")), "9294727a3638bb1c13f48ef8158bfc9d");
   EXPECT_EQ(hex_lower(hmac_md5("", "")), "74e6f7298a9c2d168935f58c001bad88");
   // Keys longer than the 64-byte block are hashed first (RFC 2104 §2).
-  EXPECT_EQ(hex_lower(hmac_md5(std::string(80, '\xaa'),
-                               "Test Using Larger Than Block-Size Key - Hash Key First")),
+  EXPECT_EQ(hex_lower(hmac_md5(std::string(80, '\xaa'), "Test Using Larger Than Block-Size Key - Hash Key First")),
             "6b1ab7fe4bd7bf8f0b62e6ce61b9d0cd");
 }
 
@@ -117,9 +114,8 @@ TEST(SaslCtEqual, ComparesContentsAndLength) {
     std::string a, b;
     bool equal;
   };
-  const std::vector<Case> table = {{"", "", true},           {"abc", "abc", true},
-                                   {"abc", "abd", false},    {"abc", "ab", false},
-                                   {"ab", "abc", false},     {"", "a", false},
+  const std::vector<Case> table = {{"", "", true},           {"abc", "abc", true},     {"abc", "abd", false},
+                                   {"abc", "ab", false},     {"ab", "abc", false},     {"", "a", false},
                                    {"a\0b"s, "a\0b"s, true}, {"a\0b"s, "a\0c"s, false}};
   for (const auto& c : table) EXPECT_EQ(ct_equal(c.a, c.b), c.equal) << c.a << " vs " << c.b;
   EXPECT_TRUE(ct_equal_hex("00ff", "00FF"));
@@ -219,9 +215,8 @@ TEST(SaslPlain, AcceptsBothForms) {
       {"user\0user\0pass"s, "user", "user", "pass"},
       {"admin\0user\0pass"s, "admin", "user", "pass"},  // authzid policy is the caller's
       {"\0u\0p w d"s, "", "u", "p w d"},
-      {"\0"s + std::string(detail::kMaxIdentityLen, 'u') + "\0"s +
-           std::string(detail::kMaxPasswordLen, 'p'),
-       "", std::string(detail::kMaxIdentityLen, 'u'), std::string(detail::kMaxPasswordLen, 'p')},
+      {"\0"s + std::string(detail::kMaxIdentityLen, 'u') + "\0"s + std::string(detail::kMaxPasswordLen, 'p'), "",
+       std::string(detail::kMaxIdentityLen, 'u'), std::string(detail::kMaxPasswordLen, 'p')},
   };
   for (const auto& c : table) {
     // As an initial response...
@@ -279,8 +274,7 @@ TEST(SaslLogin, TakesInitialResponseAsUsername) {
 }
 
 TEST(SaslLogin, RejectsBadUsernames) {
-  const std::vector<std::string> table = {"", "a\0b"s,
-                                          std::string(detail::kMaxIdentityLen + 1, 'u')};
+  const std::vector<std::string> table = {"", "a\0b"s, std::string(detail::kMaxIdentityLen + 1, 'u')};
   for (const auto& user : table) {
     auto m = detail::make_login();
     EXPECT_EQ(failure_kind(m->start(user)), Kind::Malformed);
@@ -289,8 +283,7 @@ TEST(SaslLogin, RejectsBadUsernames) {
     EXPECT_EQ(failure_kind(m2->step(user)), Kind::Malformed);
   }
   auto m = detail::make_login();
-  EXPECT_TRUE(
-      std::holds_alternative<Challenge>(m->start(std::string(detail::kMaxIdentityLen, 'u'))));
+  EXPECT_TRUE(std::holds_alternative<Challenge>(m->start(std::string(detail::kMaxIdentityLen, 'u'))));
   EXPECT_EQ(failure_kind(m->step(std::string(detail::kMaxPasswordLen + 1, 'p'))), Kind::Malformed);
 }
 
@@ -302,10 +295,8 @@ const std::string kRfc2195Challenge = "<1896.697170952@postoffice.reston.mci.net
 TEST(CramMd5, MatchesRfc2195Example) {
   auto m = detail::make_cram_md5(kRestonCtx, kRfc2195Challenge);
   EXPECT_EQ(expect_step<Challenge>(m->start(std::nullopt)).data, kRfc2195Challenge);
-  EXPECT_EQ(base64_encode(kRfc2195Challenge),
-            "PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+");
-  EXPECT_EQ(expect_step<NeedSecret>(m->step("tim b913a602c7eda7a495b4e6e7334d3890")).authcid,
-            "tim");
+  EXPECT_EQ(base64_encode(kRfc2195Challenge), "PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+");
+  EXPECT_EQ(expect_step<NeedSecret>(m->step("tim b913a602c7eda7a495b4e6e7334d3890")).authcid, "tim");
   const auto ok = expect_step<Success>(m->provide_secret("tanstaaftanstaaf"));
   EXPECT_EQ(ok.authcid, "tim");
   EXPECT_EQ(ok.authzid, "");
@@ -354,10 +345,8 @@ TEST(CramMd5, RejectsMalformedResponses) {
 TEST(CramMd5, RefusesInitialResponseAndUsesFreshChallenges) {
   auto m = make_mechanism("CRAM-MD5", kRestonCtx);
   EXPECT_EQ(failure_kind(m->start("tim")), Kind::Protocol);
-  const auto c1 =
-      expect_step<Challenge>(make_mechanism("CRAM-MD5", kRestonCtx)->start(std::nullopt));
-  const auto c2 =
-      expect_step<Challenge>(make_mechanism("CRAM-MD5", kRestonCtx)->start(std::nullopt));
+  const auto c1 = expect_step<Challenge>(make_mechanism("CRAM-MD5", kRestonCtx)->start(std::nullopt));
+  const auto c2 = expect_step<Challenge>(make_mechanism("CRAM-MD5", kRestonCtx)->start(std::nullopt));
   EXPECT_NE(c1.data, c2.data);
   EXPECT_NE(c1.data.find("@postoffice.reston.mci.net>"), std::string::npos);
 }
@@ -385,8 +374,7 @@ TEST(DigestMd5, AuthenticatesRfc2831Example) {
             "realm=\"elwood.innosoft.com\",nonce=\"OA6MG9tEQGm2hh\",qop=\"auth\",charset=utf-8,"
             "algorithm=md5-sess");
   EXPECT_EQ(expect_step<NeedSecret>(m->step(kRfc2831Response)).authcid, "chris");
-  EXPECT_EQ(expect_step<Challenge>(m->provide_secret("secret")).data,
-            "rspauth=ea40f60335c427b5527b84dbabcdfffd");
+  EXPECT_EQ(expect_step<Challenge>(m->provide_secret("secret")).data, "rspauth=ea40f60335c427b5527b84dbabcdfffd");
   const auto ok = expect_step<Success>(m->step(""));
   EXPECT_EQ(ok.authcid, "chris");
   EXPECT_EQ(ok.authzid, "");
@@ -394,15 +382,8 @@ TEST(DigestMd5, AuthenticatesRfc2831Example) {
 
 TEST(DigestMd5, IncludesAuthzidAndAcceptsLooseSyntax) {
   const std::string cnonce = "c\"n";
-  detail::DigestInput in{"bob",
-                         "",
-                         "pw",
-                         kRfc2831Nonce,
-                         cnonce,
-                         "00000001",
-                         "auth",
-                         "IMAP/mail.example.test",
-                         std::string_view("admin")};
+  detail::DigestInput in{
+      "bob", "", "pw", kRfc2831Nonce, cnonce, "00000001", "auth", "IMAP/mail.example.test", std::string_view("admin")};
   const auto digest = detail::digest_md5_response(in, "AUTHENTICATE");
   // No realm (=> ""), escaped quote in cnonce, spaces and empty list elements, qop absent,
   // upper-case directive names and service, upper-case hex.
@@ -434,15 +415,12 @@ TEST(DigestMd5, RejectsWrongSecretAndUnknownUser) {
 
 TEST(DigestMd5, RefusesInitialResponseAndUsesFreshNonces) {
   EXPECT_EQ(failure_kind(make_mechanism("DIGEST-MD5", kElwoodCtx)->start("x")), Kind::Protocol);
-  const auto c1 =
-      expect_step<Challenge>(make_mechanism("DIGEST-MD5", kElwoodCtx)->start(std::nullopt));
-  const auto c2 =
-      expect_step<Challenge>(make_mechanism("DIGEST-MD5", kElwoodCtx)->start(std::nullopt));
+  const auto c1 = expect_step<Challenge>(make_mechanism("DIGEST-MD5", kElwoodCtx)->start(std::nullopt));
+  const auto c2 = expect_step<Challenge>(make_mechanism("DIGEST-MD5", kElwoodCtx)->start(std::nullopt));
   EXPECT_NE(c1.data, c2.data);
   const Context quoted{"h", "smtp", "we\"ird\\realm"};
-  EXPECT_EQ(
-      expect_step<Challenge>(detail::make_digest_md5(quoted, "n")->start(std::nullopt)).data,
-      "realm=\"we\\\"ird\\\\realm\",nonce=\"n\",qop=\"auth\",charset=utf-8,algorithm=md5-sess");
+  EXPECT_EQ(expect_step<Challenge>(detail::make_digest_md5(quoted, "n")->start(std::nullopt)).data,
+            "realm=\"we\\\"ird\\\\realm\",nonce=\"n\",qop=\"auth\",charset=utf-8,algorithm=md5-sess");
 }
 
 // The RFC example response with directive `key`'s whole "key=value" element replaced.
@@ -486,10 +464,8 @@ TEST(DigestMd5, RejectsHostileOrWrongResponses) {
       {"missing cnonce", with("cnonce", "x=y"), Kind::Malformed},
       {"missing nc", with("nc", "x=y"), Kind::Malformed},
       {"missing digest-uri", with("digest-uri", "x=y"), Kind::Malformed},
-      {"short response", with("response", "response=d388dad90d4bbd760a152321f2143af"),
-       Kind::Malformed},
-      {"non-hex response", with("response", "response=x388dad90d4bbd760a152321f2143af7"),
-       Kind::Malformed},
+      {"short response", with("response", "response=d388dad90d4bbd760a152321f2143af"), Kind::Malformed},
+      {"non-hex response", with("response", "response=x388dad90d4bbd760a152321f2143af7"), Kind::Malformed},
       {"bad nc", with("nc", "nc=1"), Kind::Malformed},
       {"bad charset", with("charset", "charset=latin1"), Kind::Malformed},
       {"digest-uri without slash", with("digest-uri", "digest-uri=\"imap\""), Kind::Malformed},
@@ -500,8 +476,7 @@ TEST(DigestMd5, RejectsHostileOrWrongResponses) {
       {"nc 2", with("nc", "nc=00000002"), Kind::BadCredentials},
       {"qop auth-int", with("qop", "qop=auth-int"), Kind::BadCredentials},
       {"wrong realm", with("realm", "realm=\"evil.example\""), Kind::BadCredentials},
-      {"wrong service", with("digest-uri", "digest-uri=\"smtp/elwood.innosoft.com\""),
-       Kind::BadCredentials},
+      {"wrong service", with("digest-uri", "digest-uri=\"smtp/elwood.innosoft.com\""), Kind::BadCredentials},
       {"empty host", with("digest-uri", "digest-uri=\"imap/\""), Kind::BadCredentials},
   };
   for (const auto& c : table) {
@@ -527,9 +502,7 @@ TEST(DigestMd5, SurvivesRandomMutations) {
     for (int e = 0; e < edits; ++e) {
       const std::size_t at = rng() % (r.size() + 1);
       switch (rng() % 3) {
-        case 0:
-          r.insert(r.begin() + long(at), char(rng() % 256));
-          break;
+        case 0: r.insert(r.begin() + long(at), char(rng() % 256)); break;
         case 1:
           if (at < r.size()) r.erase(at, 1);
           break;

@@ -52,7 +52,8 @@ TEST(SmtpPath, RejectsMalformed) {
 // RFC 5321 §4.1.3: an address literal is a dotted quad of 0-255 or "IPv6:" and an IPv6
 // address; anything else is a syntax error (501 / 553 5.1.3), never a relay decision.
 TEST(SmtpPath, AddressLiteralsAtTheBoundary) {
-  for (const char* good : {"TO:<u@[0.0.0.0]>", "TO:<u@[255.255.255.255]>", "TO:<u@[IPv6:::1]>", "TO:<u@[ipv6:2001:db8::192.0.2.1]>"})
+  for (const char* good :
+       {"TO:<u@[0.0.0.0]>", "TO:<u@[255.255.255.255]>", "TO:<u@[IPv6:::1]>", "TO:<u@[ipv6:2001:db8::192.0.2.1]>"})
     EXPECT_TRUE(parse_path_arg(good, "TO:", false).path) << good;
   for (const char* bad : {"TO:<u@[321.1.2.3]>", "TO:<u@[256.0.0.1]>", "TO:<u@[1.2.3]>", "TO:<u@[1.2.3.4.5]>",
                           "TO:<u@[1.2.3.]>", "TO:<u@[0001.2.3.4]>", "TO:<u@[a.b.c.d]>", "TO:<u@[IPv6:2001:db8::g]>",

@@ -24,9 +24,9 @@ TEST(SmtpMailParams, Valid) {
       {{}, kLimit, 0},
       {{{"SIZE", "0"}}, kLimit, 0},
       {{{"SIZE", "1000"}}, kLimit, 1000},
-      {{{"SIZE", "10485760"}}, kLimit, kLimit},  // at the limit
+      {{{"SIZE", "10485760"}}, kLimit, kLimit},                                 // at the limit
       {{{"SIZE", "9999999999999999999"}}, UINT64_MAX, 9999999999999999999ULL},  // 19 digits
-      {{{"SIZE", "0000000000000000012"}}, kLimit, 12},                        // 19 digits, small
+      {{{"SIZE", "0000000000000000012"}}, kLimit, 12},                          // 19 digits, small
       {{{"BODY", "7BIT"}}, kLimit, 0},
       {{{"BODY", "8bitmime"}}, kLimit, 0},
       {{{"AUTH", "<>"}}, kLimit, 0},
@@ -50,8 +50,8 @@ TEST(SmtpMailParams, Invalid) {
     const char* reason;
   } rows[] = {
       {{{"SIZE", "10485761"}}, 552, "5.3.4", "Message size exceeds fixed limit", "declared-size-too-big"},  // limit+1
-      {{{"SIZE", "10000000000000000000"}}, 501, "5.5.4", "Bad SIZE parameter", "syntax"},                // 20 digits
-      {{{"SIZE", "00000000000000000001"}}, 501, "5.5.4", "Bad SIZE parameter", "syntax"},                // 20 digits
+      {{{"SIZE", "10000000000000000000"}}, 501, "5.5.4", "Bad SIZE parameter", "syntax"},                   // 20 digits
+      {{{"SIZE", "00000000000000000001"}}, 501, "5.5.4", "Bad SIZE parameter", "syntax"},                   // 20 digits
       {{{"SIZE", ""}}, 501, "5.5.4", "Bad SIZE parameter", "syntax"},
       {{{"SIZE", "12a"}}, 501, "5.5.4", "Bad SIZE parameter", "syntax"},
       {{{"SIZE", "-1"}}, 501, "5.5.4", "Bad SIZE parameter", "syntax"},
@@ -61,8 +61,7 @@ TEST(SmtpMailParams, Invalid) {
       {{{"SMTPUTF8", ""}}, 555, "5.5.4", "Unsupported option: SMTPUTF8", "unsupported-option"},
       {{{"RET", "HDRS"}}, 555, "5.5.4", "Unsupported option: RET", "unsupported-option"},
       // The echoed keyword is bounded at 32 octets.
-      {{{std::string(40, 'X'), ""}}, 555, "5.5.4", "Unsupported option: " + std::string(32, 'X'),
-       "unsupported-option"},
+      {{{std::string(40, 'X'), ""}}, 555, "5.5.4", "Unsupported option: " + std::string(32, 'X'), "unsupported-option"},
       // The first bad parameter is the one refused.
       {{{"SIZE", "1"}, {"BODY", "X"}, {"FOO", ""}}, 501, "5.5.4", "Bad BODY parameter", "syntax"},
       {{{"FOO", ""}, {"SIZE", "x"}}, 555, "5.5.4", "Unsupported option: FOO", "unsupported-option"},
@@ -79,7 +78,9 @@ TEST(SmtpMailParams, Invalid) {
 }
 
 TEST(SmtpMailParams, Printable) {
-  EXPECT_EQ(rg::smtp::printable("ab\x01\x7f" "c\xc3"), "ab??c?");
+  EXPECT_EQ(rg::smtp::printable("ab\x01\x7f"
+                                "c\xc3"),
+            "ab??c?");
   EXPECT_EQ(rg::smtp::printable(std::string(300, 'a')).size(), 255u);
   EXPECT_EQ(rg::smtp::printable("abcdef", 3), "abc");
 }

@@ -11,8 +11,8 @@
 
 namespace {
 
-using rg::smtp::TraceInput;
 using rg::smtp::trace_headers;
+using rg::smtp::TraceInput;
 
 constexpr int64_t kTime = 1795746874;  // Fri, 27 Nov 2026 02:34:34 +0000
 
@@ -38,38 +38,88 @@ struct Row {
 };
 
 const Row kRows[] = {
-    {"helo", false, false, "", "", {"bob@example.net"},
+    {"helo",
+     false,
+     false,
+     "",
+     "",
+     {"bob@example.net"},
      "Received: from client.example ([192.0.2.7])\r\n\tby mx.example.org (relaygate) with SMTP id Q1\r\n"
      "\tfor <bob@example.net>; Fri, 27 Nov 2026 02:34:34 +0000\r\n"},
     // HELO stays "SMTP" even with TLS and AUTH (RFC 3848 names only ESMTP variants).
-    {"helo-tls-auth", false, true, "alice", "", {"bob@example.net"},
+    {"helo-tls-auth",
+     false,
+     true,
+     "alice",
+     "",
+     {"bob@example.net"},
      "Received: from client.example ([192.0.2.7])\r\n\tby mx.example.org (relaygate) with SMTP id Q1\r\n"
      "\t(using TLSv1.3 TLS_AES_256_GCM_SHA384)\r\n\t(authenticated as alice by PLAIN)\r\n"
      "\tfor <bob@example.net>; Fri, 27 Nov 2026 02:34:34 +0000\r\n"},
-    {"esmtp", true, false, "", "", {"bob@example.net"},
+    {"esmtp",
+     true,
+     false,
+     "",
+     "",
+     {"bob@example.net"},
      "Received: from client.example ([192.0.2.7])\r\n\tby mx.example.org (relaygate) with ESMTP id Q1\r\n"
      "\tfor <bob@example.net>; Fri, 27 Nov 2026 02:34:34 +0000\r\n"},
-    {"esmtps", true, true, "", "", {"bob@example.net"},
+    {"esmtps",
+     true,
+     true,
+     "",
+     "",
+     {"bob@example.net"},
      "Received: from client.example ([192.0.2.7])\r\n\tby mx.example.org (relaygate) with ESMTPS id Q1\r\n"
      "\t(using TLSv1.3 TLS_AES_256_GCM_SHA384)\r\n\tfor <bob@example.net>; Fri, 27 Nov 2026 02:34:34 +0000\r\n"},
-    {"esmtpa", true, false, "alice", "sasl:alice", {"bob@example.net"},
+    {"esmtpa",
+     true,
+     false,
+     "alice",
+     "sasl:alice",
+     {"bob@example.net"},
      "Received: from client.example ([192.0.2.7])\r\n\tby mx.example.org (relaygate) with ESMTPA id Q1\r\n"
      "\t(authenticated as alice by PLAIN)\r\n\tfor <bob@example.net>; Fri, 27 Nov 2026 02:34:34 +0000\r\n"},
-    {"esmtpsa", true, true, "alice", "sasl:alice", {"bob@example.net"},
+    {"esmtpsa",
+     true,
+     true,
+     "alice",
+     "sasl:alice",
+     {"bob@example.net"},
      "Received: from client.example ([192.0.2.7])\r\n\tby mx.example.org (relaygate) with ESMTPSA id Q1\r\n"
      "\t(using TLSv1.3 TLS_AES_256_GCM_SHA384)\r\n\t(authenticated as alice by PLAIN)\r\n"
      "\tfor <bob@example.net>; Fri, 27 Nov 2026 02:34:34 +0000\r\n"},
-    {"grant", true, false, "", "grant:carol", {"bob@example.net"},
+    {"grant",
+     true,
+     false,
+     "",
+     "grant:carol",
+     {"bob@example.net"},
      "Received: from client.example ([192.0.2.7])\r\n\tby mx.example.org (relaygate) with ESMTP id Q1\r\n"
      "\t(POP-before-SMTP grant of carol)\r\n\tfor <bob@example.net>; Fri, 27 Nov 2026 02:34:34 +0000\r\n"},
-    {"trusted", true, false, "", "trusted", {"bob@example.net"},
+    {"trusted",
+     true,
+     false,
+     "",
+     "trusted",
+     {"bob@example.net"},
      "Received: from client.example ([192.0.2.7])\r\n\tby mx.example.org (relaygate) with ESMTP id Q1\r\n"
      "\tfor <bob@example.net>; Fri, 27 Nov 2026 02:34:34 +0000\r\n"},
     // Two recipients: none is named (RFC 5321 §7.2, no envelope disclosure).
-    {"two-rcpts", true, false, "", "", {"bob@example.net", "eve@example.net"},
+    {"two-rcpts",
+     true,
+     false,
+     "",
+     "",
+     {"bob@example.net", "eve@example.net"},
      "Received: from client.example ([192.0.2.7])\r\n\tby mx.example.org (relaygate) with ESMTP id Q1\r\n"
      "; Fri, 27 Nov 2026 02:34:34 +0000\r\n"},
-    {"rcpt-unprintable", true, false, "", "", {"b\x01ob@example.net"},
+    {"rcpt-unprintable",
+     true,
+     false,
+     "",
+     "",
+     {"b\x01ob@example.net"},
      "Received: from client.example ([192.0.2.7])\r\n\tby mx.example.org (relaygate) with ESMTP id Q1\r\n"
      "\tfor <b?ob@example.net>; Fri, 27 Nov 2026 02:34:34 +0000\r\n"},
 };

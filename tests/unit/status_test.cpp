@@ -53,8 +53,8 @@ TEST(StatusFile, ReaderNeverSeesPartialJsonDuring1000Rewrites) {
   fs::path file = dir / "status.json";
   std::vector<Grant> grants;
   for (int i = 0; i < 200; ++i)
-    grants.push_back({"10.0." + std::to_string(i / 256) + "." + std::to_string(i % 256), "user" + std::to_string(i), "pop3",
-                      1800000000, 1800000000, 1800001800, std::nullopt, 1800});
+    grants.push_back({"10.0." + std::to_string(i / 256) + "." + std::to_string(i % 256), "user" + std::to_string(i),
+                      "pop3", 1800000000, 1800000000, 1800001800, std::nullopt, 1800});
   rg::authdb::write_status_file(file, grants, 1800000000);
   std::atomic<bool> done{false};
   std::atomic<int> reads{0}, bad{0};
