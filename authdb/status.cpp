@@ -18,20 +18,24 @@ std::string iso8601(int64_t t) {
   return buf;
 }
 
+nlohmann::ordered_json grant_json(const Grant& g) {
+  nlohmann::ordered_json e;
+  e["ip"] = g.ip;
+  e["user"] = g.user;
+  e["method"] = g.method;
+  e["granted_at"] = iso8601(g.granted_at);
+  e["expires_at"] = iso8601(g.expires_at);
+  e["last_used_at"] = g.last_used_at ? nlohmann::ordered_json(iso8601(*g.last_used_at)) : nlohmann::ordered_json(nullptr);
+  return e;
+}
+
 std::string render_status(const std::vector<Grant>& grants, int64_t now, const spool::Summary* queue) {
   nlohmann::ordered_json root;
   root["generated_at"] = iso8601(now);
   auto& list = root["grants"] = nlohmann::ordered_json::array();
   for (const auto& g : grants) {
     if (!(now < g.expires_at)) continue;
-    nlohmann::ordered_json e;
-    e["ip"] = g.ip;
-    e["user"] = g.user;
-    e["method"] = g.method;
-    e["granted_at"] = iso8601(g.granted_at);
-    e["expires_at"] = iso8601(g.expires_at);
-    e["last_used_at"] = g.last_used_at ? nlohmann::ordered_json(iso8601(*g.last_used_at)) : nlohmann::ordered_json(nullptr);
-    list.push_back(std::move(e));
+    list.push_back(grant_json(g));
   }
   if (queue)
     root["queue"] = {{"count", queue->count},

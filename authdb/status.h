@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "authdb/authdb.h"
 #include "shared/fsutil.h"
 #include "shared/spool.h"
@@ -15,6 +17,9 @@
 namespace rg::authdb {
 
 std::string iso8601(int64_t unix_seconds);  // "2026-11-26T03:34:34Z"
+// One grant as the status file and `relaygatectl grant list --json` show it: {ip, user, method,
+// granted_at, expires_at, last_used_at (null when never used)}.
+nlohmann::ordered_json grant_json(const Grant& g);
 // With `queue`, adds {"queue": {"count": N, "oldest_age_seconds": S or null}} (issue 5).
 std::string render_status(const std::vector<Grant>& grants, int64_t now, const spool::Summary* queue = nullptr);
 // Renders and atomically replaces `path` (temp file, fsync, rename, fsync of the folder).

@@ -205,7 +205,7 @@ def main():
     default_build = os.environ.get("RG_BUILD_DIR", "/tmp/build-pop3")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pop3d", default=os.environ.get("RG_POP3D", os.path.join(default_build, "pop3d/relaygate-pop3d")))
-    ap.add_argument("--ctl", default=os.environ.get("RG_CTL", os.path.join(default_build, "authdb/relaygatectl")))
+    ap.add_argument("--ctl", default=os.environ.get("RG_CTL", os.path.join(default_build, "ctl/relaygatectl")))
     ap.add_argument("-c", "--concurrency", type=int, default=50)
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved login-rate runs per server")

@@ -150,7 +150,7 @@ def main():
     default_build = os.environ.get("RG_BUILD_DIR", "/tmp/build-bench")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smtpd", default=os.environ.get("RG_SMTPD", os.path.join(default_build, "smtpd/relaygate-smtpd")))
-    ap.add_argument("--ctl", default=os.environ.get("RG_CTL", os.path.join(default_build, "authdb/relaygatectl")))
+    ap.add_argument("--ctl", default=os.environ.get("RG_CTL", os.path.join(default_build, "ctl/relaygatectl")))
     ap.add_argument("-c", "--concurrency", type=int, default=20, help="concurrent clients")
     ap.add_argument("--duration", type=float, default=5.0, help="(bench.py closed-loop length; unused by relay)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved runs per server")

@@ -350,7 +350,7 @@ def main():
     default_build = os.environ.get("RG_BUILD_DIR", "/tmp/build-bench")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smtpd", default=os.environ.get("RG_SMTPD", os.path.join(default_build, "smtpd/relaygate-smtpd")))
-    ap.add_argument("--ctl", default=os.environ.get("RG_CTL", os.path.join(default_build, "authdb/relaygatectl")))
+    ap.add_argument("--ctl", default=os.environ.get("RG_CTL", os.path.join(default_build, "ctl/relaygatectl")))
     ap.add_argument("-c", "--concurrency", type=int, default=50, help="concurrent clients (ehlo, auth, msg)")
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per closed-loop / latency run")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved runs per test and server")

@@ -13,13 +13,18 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 
 #include "auth/sasl_exchange.h"
 #include "authdb/users.h"
+#include "pop3d/command_parse.h"
+#include "pop3d/maildrop.h"
 #include "pop3d/server.h"
+#include "shared/ascii.h"
 #include "shared/log.h"
+#include "shared/protocol/command.h"
 #include "shared/ip.h"
 #include "shared/maildir.h"
 #include "shared/net/errors.h"
@@ -44,11 +49,6 @@ constexpr size_t kFlushThreshold = 64 * 1024;
 enum class State { Authorization, Transaction, Update };
 enum StateMask : unsigned { kAuth = 1, kTrans = 2, kAny = kAuth | kTrans };
 
-struct Message {
-  maildir::Entry entry;
-  bool deleted = false;
-};
-
 class Session {
  public:
   Session(Server& server, config::Listener listener, net::Stream stream)
@@ -70,11 +70,18 @@ class Session {
     Handler handler;
     unsigned states;
   };
-  static const Command kCommands[];
+  static const std::array<Command, 15> kCommands;
+  // The disconnect summary's counters: one per row of kCommands (same index), then unknown.
+  static constexpr size_t kUnknownId = 15;
+  using Stats = protocol::CommandStats<kUnknownId + 1>;
+  static const std::array<std::string_view, kUnknownId + 1> kSummaryNames;
 
   // Replies are queued and sent together when no pipelined input waits (RFC 2449 PIPELINING).
   void ok(std::string_view text) { reply("+OK", text); }
-  void err(std::string_view text) { reply("-ERR", text); }
+  void err(std::string_view text) {
+    failed_ = true;  // the command being handled counts as failed in the summary
+    reply("-ERR", text);
+  }
   void reply(std::string_view status, std::string_view text) {
     std::string line(status);
     if (!text.empty()) line.append(" ").append(text);
@@ -154,14 +161,14 @@ class Session {
   std::string apop_timestamp_;
   std::optional<std::string> pending_user_;  // USER given, PASS awaited
   std::string user_;
-  std::optional<maildir::Maildir> maildir_;
-  std::optional<maildir::Lock> lock_;
-  std::vector<Message> messages_;
+  std::optional<Maildrop> drop_;  // set in TRANSACTION (and UPDATE): the locked maildrop
   int64_t bad_commands_ = 0;
   bool quit_ = false;
   const char* end_reason_ = "quit";
   // Counters for the disconnect summary.
-  unsigned n_retr_ = 0, n_dele_ = 0, n_top_ = 0, n_auth_fail_ = 0;
+  Stats stats_;
+  bool failed_ = false;  // the command being handled has answered -ERR
+  unsigned n_auth_fail_ = 0;
   uint64_t bytes_sent_ = 0;
   std::string sasl_mech_ = "-";  // the SASL mechanism of the AUTH command in progress (logs)
   // The log's mech= for a login method: USER/PASS and APOP by name, AUTH by its SASL mechanism.
@@ -173,7 +180,7 @@ class Session {
   unsigned n_deleted_on_quit_ = 0;
 };
 
-const Session::Command Session::kCommands[] = {
+const std::array<Session::Command, 15> Session::kCommands = {{
     {"CAPA", "capa", &Session::cmd_capa, kAny},  {"QUIT", "quit", &Session::cmd_quit, kAny},
     {"STLS", "stls", &Session::cmd_stls, kAuth}, {"USER", "user", &Session::cmd_user, kAuth},
     {"PASS", "pass", &Session::cmd_pass, kAuth}, {"APOP", "apop", &Session::cmd_apop, kAuth},
@@ -182,43 +189,18 @@ const Session::Command Session::kCommands[] = {
     {"RETR", "retr", &Session::cmd_retr, kTrans}, {"TOP", "top", &Session::cmd_top, kTrans},
     {"DELE", "dele", &Session::cmd_dele, kTrans}, {"NOOP", "noop", &Session::cmd_noop, kTrans},
     {"RSET", "rset", &Session::cmd_rset, kTrans},
-};
+}};
 
-std::string upper(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string strip_eol(std::string line) {
-  if (!line.empty() && line.back() == '\n') line.pop_back();
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  return line;
-}
-
-// Strict decimal message number / count: digits only, no sign, no overflow.
-std::optional<uint64_t> parse_number(std::string_view s) {
-  if (s.empty() || s.size() > 18) return std::nullopt;
-  uint64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return std::nullopt;
-    v = v * 10 + static_cast<uint64_t>(c - '0');
-  }
-  return v;
-}
-
-std::vector<std::string_view> split_args(std::string_view args) {
-  std::vector<std::string_view> out;
-  size_t i = 0;
-  while (i < args.size()) {
-    while (i < args.size() && args[i] == ' ') ++i;
-    size_t j = i;
-    while (j < args.size() && args[j] != ' ') ++j;
-    if (j > i) out.push_back(args.substr(i, j - i));
-    i = j;
-  }
-  return out;
-}
+const std::array<std::string_view, Session::kUnknownId + 1> Session::kSummaryNames = [] {
+  std::array<std::string_view, kUnknownId + 1> names{};
+  for (size_t i = 0; i < kCommands.size(); ++i) names[i] = kCommands[i].log_name;
+  // "user=" of the disconnect line is who logged in (as in smtpd's); the USER command's count
+  // takes another name so one line never has the key twice.
+  for (size_t i = 0; i < kCommands.size(); ++i)
+    if (kCommands[i].log_name == "user") names[i] = "user_cmd";
+  names[kUnknownId] = "unknown";
+  return names;
+}();
 
 // POP3 framing of the SASL exchange (RFC 5034 §4): "+ <base64>" out, one line in, bounded by
 // the SASL response limit and the idle timeout.
@@ -276,6 +258,7 @@ asio::awaitable<void> Session::run() {
     if (ec == net::errc::line_too_long) {
       command_ = "unknown";
       bad_command("Line too long (RFC 2449: at most 255 octets)");
+      stats_.count(kUnknownId, false);
       continue;
     }
     if (ec) {
@@ -285,41 +268,46 @@ asio::awaitable<void> Session::run() {
     // Named, not a temporary inside co_await: g++ 12 destroys such temporaries twice.
     const std::string line = strip_eol(std::move(raw));
     // RFC 1939 §3: commands are printable ASCII; a NUL or other control character is refused.
-    if (std::any_of(line.begin(), line.end(), [](char ch) { return (ch >= 0 && ch < 0x20 && ch != '\t') || ch == 0x7f; })) {
+    if (ascii::has_control(line)) {
       command_ = "unknown";
       bad_command("Control character in command");
+      stats_.count(kUnknownId, false);
       continue;
     }
     co_await dispatch(line);
   }
   // A session that ends any way but QUIT in TRANSACTION removes nothing (RFC 1939 §6); the
   // maildrop is free for the next session before the goodbye is even sent.
-  lock_.reset();
+  drop_.reset();
   co_await stream_.flush(kWriteTimeout);
   co_await stream_.shutdown(2s);
-  log::info(id_).kv("event", "disconnect").kv("reason", end_reason_)
-      .kv("ip", stream_.remote_ip()).kv("proto", "pop3").kv("user", user_.empty() ? "-" : user_).kv("retr", n_retr_)
-      .kv("top", n_top_).kv("dele", n_dele_).kv("deleted", n_deleted_on_quit_).kv("auth_failures", n_auth_fail_)
-      .kv("bytes", bytes_sent_);
+  // Postfix's summary, the same as smtpd's (shared/protocol/command.h), then pop3d's own totals.
+  auto line = log::info(id_);
+  line.kv("event", "disconnect").kv("reason", end_reason_).kv("ip", stream_.remote_ip()).kv("proto", "pop3")
+      .kv("user", user_.empty() ? "-" : user_);
+  stats_.append_to(line, kSummaryNames);
+  line.kv("deleted", n_deleted_on_quit_).kv("auth_failures", n_auth_fail_).kv("bytes", bytes_sent_);
 }
 
 asio::awaitable<void> Session::dispatch(std::string_view line) {
-  std::string_view keyword = line.substr(0, line.find(' '));
-  std::string_view args = keyword.size() < line.size() ? line.substr(keyword.size() + 1) : std::string_view();
-  std::string name = upper(keyword);
+  const auto [keyword, args] = protocol::split_command(line);
   command_ = "unknown";
-  for (const auto& c : kCommands) {
-    if (c.name != name) continue;
+  failed_ = false;
+  for (size_t id = 0; id < kCommands.size(); ++id) {
+    const Command& c = kCommands[id];
+    if (!ascii::iequals(c.name, keyword)) continue;  // RFC 1939 §3: keywords are case-insensitive
     command_ = c.log_name;
     unsigned mask = state_ == State::Authorization ? kAuth : kTrans;
     if (!(c.states & mask)) {
       bad_command("Command not valid in this state");
-      co_return;
+    } else {
+      co_await (this->*c.handler)(args);
     }
-    co_await (this->*c.handler)(args);
+    stats_.count(id, !failed_);
     co_return;
   }
-  bad_command(name.empty() ? "Empty command" : "Unknown command");
+  bad_command(keyword.empty() ? "Empty command" : "Unknown command");
+  stats_.count(kUnknownId, false);
 }
 
 asio::awaitable<void> Session::cmd_capa(std::string_view) {
@@ -338,17 +326,10 @@ asio::awaitable<void> Session::cmd_capa(std::string_view) {
 asio::awaitable<void> Session::cmd_quit(std::string_view) {
   if (state_ == State::Transaction) {
     state_ = State::Update;
-    unsigned failed = 0;
-    for (auto& m : messages_) {
-      if (!m.deleted) continue;
-      if (::unlink(m.entry.file.c_str()) == 0 || errno == ENOENT)
-        ++n_deleted_on_quit_;
-      else
-        ++failed;
-    }
-    lock_.reset();  // the client may reconnect as soon as it reads the reply
-    if (failed) {
-      log::error(id_).kv("event", "update-failed").kv("user", user_).kv("not_removed", failed);
+    const Maildrop::Commit done = drop_->commit();  // releases the lock before the reply
+    n_deleted_on_quit_ = done.removed;
+    if (done.failed) {
+      log::error(id_).kv("event", "update-failed").kv("user", user_).kv("not_removed", done.failed);
       err("[SYS/TEMP] Some deleted messages were not removed");
     } else {
       ok("Logging out, " + std::to_string(n_deleted_on_quit_) + " messages deleted");
@@ -409,14 +390,14 @@ asio::awaitable<void> Session::cmd_pass(std::string_view args) {
 
 asio::awaitable<void> Session::cmd_apop(std::string_view args) {
   if (auth_refused_before_tls(false)) co_return;
-  auto a = split_args(args);
-  if (a.size() != 2 || a[1].size() != 32) co_return bad_command("Usage: APOP name digest");
-  const LegacySecret ls = srv_.auth.legacy_secret(a[0]);
-  if (ls.tempfail) co_return co_await login_failed("apop", a[0], "tempfail");
+  const auto a = parse_apop(args);
+  if (!a) co_return bad_command("Usage: APOP name digest");
+  const LegacySecret ls = srv_.auth.legacy_secret(a->name);
+  if (ls.tempfail) co_return co_await login_failed("apop", a->name, "tempfail");
   // Unknown users get the same digest work against a dummy secret.
-  const bool good = sasl::apop_verify(apop_timestamp_, ls.secret ? std::string_view(*ls.secret) : "relaygate-no-such-user", a[1]);
+  const bool good = sasl::apop_verify(apop_timestamp_, ls.secret ? std::string_view(*ls.secret) : "relaygate-no-such-user", a->digest);
   if (!good || !ls.secret)
-    co_return co_await login_failed("apop", a[0], ls.secret ? "bad-digest" : "no-legacy-secret-or-unknown-user");
+    co_return co_await login_failed("apop", a->name, ls.secret ? "bad-digest" : "no-legacy-secret-or-unknown-user");
   co_await login(*ls.user, "apop");
 }
 
@@ -436,23 +417,17 @@ asio::awaitable<void> Session::login_failed(const char* method, std::string_view
 asio::awaitable<void> Session::login(const std::string& user, const char* method) {
   const int64_t now = std::time(nullptr);
   try {
-    maildir_.emplace(srv_.cfg.maildir_root, user);
-    maildir_->ensure();
-    lock_ = maildir_->try_lock();
-    if (!lock_) {
+    drop_ = Maildrop::open(srv_.cfg.maildir_root, user);
+    if (!drop_) {
       log::info(id_).kv("event", "auth").kv("outcome", "in-use").kv("reason", "maildrop-locked").kv("ip", stream_.remote_ip())
           .kv("proto", "pop3").kv("mech", mech_of(method)).kv("user", user);
       err("[IN-USE] Mailbox is locked by another POP3 session");
-      maildir_.reset();
       co_return;
     }
-    messages_.clear();
-    for (auto& e : maildir_->scan()) messages_.push_back(Message{std::move(e), false});
   } catch (const std::exception& e) {
     log::error(id_).kv("event", "auth").kv("outcome", "tempfail").kv("reason", "maildrop-error").kv("ip", stream_.remote_ip()).kv("method", method).kv("user", user)
         .kv("error", e.what());
-    lock_.reset();
-    maildir_.reset();
+    drop_.reset();
     err("[SYS/TEMP] Cannot open the mailbox");
     co_return;
   }
@@ -463,25 +438,22 @@ asio::awaitable<void> Session::login(const std::string& user, const char* method
   } catch (const std::exception& e) {
     log::error(id_).kv("event", "auth").kv("outcome", "tempfail").kv("reason", "grant-failed").kv("ip", stream_.remote_ip()).kv("method", method).kv("user", user)
         .kv("error", e.what());
-    lock_.reset();
-    maildir_.reset();
+    drop_.reset();
     err("[SYS/TEMP] Temporary failure, try again later");
     co_return;
   }
   srv_.status.request();
   user_ = user;
   state_ = State::Transaction;
-  uint64_t total = 0;
-  for (auto& m : messages_) total += m.entry.size;
+  const Maildrop::Totals all = drop_->all();
   log::info(id_).kv("event", "auth").kv("outcome", "ok").kv("ip", stream_.remote_ip()).kv("proto", "pop3")
       .kv("mech", mech_of(method)).kv("user", user).kv("method", method).kv("tls", stream_.is_tls() ? stream_.tls_description() : "no")
-      .kv("messages", messages_.size()).kv("grant_ttl", srv_.cfg.grants.ttl_seconds);
-  ok("Logged in, " + std::to_string(messages_.size()) + " messages (" + std::to_string(total) + " octets)");
+      .kv("messages", all.count).kv("grant_ttl", srv_.cfg.grants.ttl_seconds);
+  ok("Logged in, " + std::to_string(all.count) + " messages (" + std::to_string(all.octets) + " octets)");
 }
 
 asio::awaitable<void> Session::cmd_auth(std::string_view args) {
-  auto a = split_args(args);
-  if (a.empty()) {
+  if (split_args(args).empty()) {
     // Pre-RFC 5034 clients (and fetchmail) list mechanisms with a bare AUTH.
     if (tls_required_now()) co_return err("[AUTH] TLS required: use STLS first");
     const std::string mechs = usable_mechanisms();  // split_args returns views into it
@@ -490,8 +462,9 @@ asio::awaitable<void> Session::cmd_auth(std::string_view args) {
     stream_.queue(out + ".\r\n");
     co_return;
   }
-  if (a.size() > 2) co_return bad_command("Usage: AUTH mechanism [initial-response]");
-  auto mech = sasl::make_mechanism(a[0], sasl_context());
+  const auto a = parse_auth(args);
+  if (!a) co_return bad_command("Usage: AUTH mechanism [initial-response]");
+  auto mech = sasl::make_mechanism(a->mechanism, sasl_context());
   if (tls_required_now()) co_return err("[AUTH] TLS required: use STLS first");
   if (!mech || !mechanism_offered(mech->name())) {
     const auto with_tls = config::sasl_mechanisms(srv_.cfg, listener_, true);
@@ -504,11 +477,11 @@ asio::awaitable<void> Session::cmd_auth(std::string_view args) {
   sasl_mech_ = mech_name;
 
   std::optional<std::string> initial;
-  if (a.size() == 2) {
-    if (a[1] == "=") {
+  if (a->initial) {
+    if (*a->initial == "=") {
       initial = "";  // RFC 5034 §4: "=" is a present but empty initial response
     } else {
-      initial = sasl::base64_decode(a[1]);
+      initial = sasl::base64_decode(*a->initial);
       if (!initial) co_return err("[AUTH] Invalid base64 in initial response");
     }
   }
@@ -537,28 +510,25 @@ asio::awaitable<void> Session::cmd_auth(std::string_view args) {
 }
 
 Message* Session::message_arg(std::string_view arg) {
-  auto n = parse_number(arg);
-  if (!n || *n == 0 || *n > messages_.size() || messages_[*n - 1].deleted) return nullptr;
-  return &messages_[*n - 1];
+  const auto n = parse_number(arg);
+  return n ? drop_->find(*n) : nullptr;
 }
 
 asio::awaitable<void> Session::cmd_stat(std::string_view args) {
   if (!args.empty()) co_return bad_command("STAT takes no arguments");
-  uint64_t count = 0, size = 0;
-  for (auto& m : messages_)
-    if (!m.deleted) ++count, size += m.entry.size;
-  ok(std::to_string(count) + " " + std::to_string(size));
+  const Maildrop::Totals live = drop_->live();
+  ok(std::to_string(live.count) + " " + std::to_string(live.octets));
 }
 
 asio::awaitable<void> Session::cmd_list(std::string_view args) {
   if (!args.empty()) {
     Message* m = message_arg(args);
     if (!m) co_return err("No such message");
-    co_return ok(std::to_string(m - messages_.data() + 1) + " " + std::to_string(m->entry.size));
+    co_return ok(std::to_string(drop_->number_of(*m)) + " " + std::to_string(m->entry.size));
   }
   std::string out = "+OK scan listing follows\r\n";
-  for (size_t i = 0; i < messages_.size(); ++i)
-    if (!messages_[i].deleted) out += std::to_string(i + 1) + " " + std::to_string(messages_[i].entry.size) + "\r\n";
+  for (const Message& m : drop_->messages())
+    if (!m.deleted) out += std::to_string(drop_->number_of(m)) + " " + std::to_string(m.entry.size) + "\r\n";
   stream_.queue(out + ".\r\n");
 }
 
@@ -566,11 +536,11 @@ asio::awaitable<void> Session::cmd_uidl(std::string_view args) {
   if (!args.empty()) {
     Message* m = message_arg(args);
     if (!m) co_return err("No such message");
-    co_return ok(std::to_string(m - messages_.data() + 1) + " " + m->entry.uid);
+    co_return ok(std::to_string(drop_->number_of(*m)) + " " + m->entry.uid);
   }
   std::string out = "+OK unique-id listing follows\r\n";
-  for (size_t i = 0; i < messages_.size(); ++i)
-    if (!messages_[i].deleted) out += std::to_string(i + 1) + " " + messages_[i].entry.uid + "\r\n";
+  for (const Message& m : drop_->messages())
+    if (!m.deleted) out += std::to_string(drop_->number_of(m)) + " " + m.entry.uid + "\r\n";
   stream_.queue(out + ".\r\n");
 }
 
@@ -607,11 +577,9 @@ asio::awaitable<void> Session::cmd_retr(std::string_view args) {
   Message* m = message_arg(args);
   if (!m) co_return err("No such message");
   co_await send_message(*m, std::nullopt);
-  ++n_retr_;
   if (!m->entry.seen) {
     try {
-      m->entry.file = maildir_->mark_seen(m->entry);
-      m->entry.seen = true;
+      drop_->mark_seen(*m);
     } catch (const std::exception& e) {
       log::warn(id_).kv("event", "mark-seen").kv("user", user_).kv("error", e.what());
     }
@@ -625,15 +593,13 @@ asio::awaitable<void> Session::cmd_top(std::string_view args) {
   if (!lines) co_return bad_command("Invalid line count");
   Message* m = message_arg(a[0]);
   if (!m) co_return err("No such message");
-  ++n_top_;
   co_await send_message(*m, *lines);
 }
 
 asio::awaitable<void> Session::cmd_dele(std::string_view args) {
   Message* m = message_arg(args);
   if (!m) co_return err("No such message");
-  m->deleted = true;
-  ++n_dele_;
+  drop_->mark_deleted(*m);
   ok("Marked to be deleted");
 }
 
@@ -644,8 +610,8 @@ asio::awaitable<void> Session::cmd_noop(std::string_view args) {
 
 asio::awaitable<void> Session::cmd_rset(std::string_view args) {
   if (!args.empty()) co_return bad_command("RSET takes no arguments");
-  for (auto& m : messages_) m.deleted = false;
-  ok("Maildrop has " + std::to_string(messages_.size()) + " messages");
+  drop_->reset();
+  ok("Maildrop has " + std::to_string(drop_->messages().size()) + " messages");
 }
 
 }  // namespace

@@ -29,6 +29,7 @@
 #include "shared/sasl/sasl.h"
 #include "shared/spool.h"
 #include "smtpd/address.h"
+#include "smtpd/data_reader.h"
 #include "smtpd/server.h"
 
 namespace rg::smtp {
@@ -43,9 +44,8 @@ using Clock = std::chrono::steady_clock;
 constexpr size_t kMaxCommandLine = 2048;
 constexpr size_t kMaxAuthLine = 12288 + 64;
 constexpr size_t kMaxSaslResponse = 12288 + 2;  // RFC 4954 §4, with CRLF
-// RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets including CRLF. DATA is read with
-// a larger bound so an over-long line is still seen whole, with its real line ending.
-constexpr size_t kMaxTextLine = 1000;
+// DATA is read with a bound larger than the text line limit (kMaxTextLine, data_reader.h) so an
+// over-long line is still seen whole, with its real line ending.
 constexpr size_t kDataReadLimit = 64 * 1024;
 constexpr auto kWriteTimeout = 60s;
 constexpr auto kTlsHandshakeTimeout = 30s;
@@ -680,11 +680,8 @@ asio::awaitable<void> Session::cmd_data(std::string_view args) {
 
   const uint64_t max_size = static_cast<uint64_t>(srv_.cfg.smtpd.max_message_size);
   const bool normalize = listener_.mode == config::SmtpMode::Relay;
-  auto body = std::make_shared<std::string>();
-  body->reserve(std::min<uint64_t>(declared_size_ ? declared_size_ + 1024 : 16384, max_size + 1024));
-  bool too_big = false, too_long = false, bare = false;
-  bool prev_crlf = true;  // the DATA command line ended with CRLF
-  uint64_t received = 0;
+  DataReader data(max_size, normalize,
+                  static_cast<size_t>(std::min<uint64_t>(declared_size_ ? declared_size_ + 1024 : 16384, max_size + 1024)));
   const auto start = Clock::now();
   const auto timeout = std::chrono::seconds(srv_.cfg.smtpd.data_timeout_seconds);
   for (;;) {
@@ -692,48 +689,23 @@ asio::awaitable<void> Session::cmd_data(std::string_view args) {
     if (ec == net::errc::line_too_long) {
       // How the dropped line ended is unknown, so the next line never ends DATA (no
       // smuggling); such a client ends in the data timeout and nothing is accepted.
-      too_long = true;
-      prev_crlf = false;
-      received += kDataReadLimit;
+      data.feed_overlong(kDataReadLimit);
       continue;
     }
     if (ec) {
       if (ec == net::errc::timeout) reply(421, "4.4.2", srv_.cfg.hostname + " Error: timeout exceeded");
-      log::info(id_).kv("event", "data").kv("outcome", "aborted").kv("error", ec.message()).kv("bytes", received);
+      log::info(id_).kv("event", "data").kv("outcome", "aborted").kv("error", ec.message()).kv("bytes", data.received());
       count("data", false);
       closing_ = true;
       co_return;
     }
-    received += line.size();
-    if (line.size() > kMaxTextLine) too_long = true;
-    const bool crlf = line.size() >= 2 && line[line.size() - 2] == '\r';
-    // RFC 5321 §4.1.1.4: only CRLF "." CRLF ends the data (not LF "." CRLF nor "." LF).
-    if (crlf && prev_crlf && line == ".\r\n") break;
-    std::string_view content(line.data(), line.size() - (crlf ? 2 : 1));
-    if (!crlf) bare = true;
-    if (content.find('\r') != std::string_view::npos) bare = true;
-    if (!content.empty() && content.front() == '.') content.remove_prefix(1);  // §4.5.2 transparency
-    if (!too_big) {
-      if (normalize) {
-        // A bare CR becomes a line break (port 25 only); lines without one are copied whole.
-        for (size_t cr; (cr = content.find('\r')) != std::string_view::npos; content.remove_prefix(cr + 1))
-          body->append(content.substr(0, cr)).append("\r\n");
-      }
-      body->append(content);
-      body->append("\r\n");
-      if (body->size() > max_size) {
-        too_big = true;
-        body->clear();
-        body->shrink_to_fit();
-      }
-    }
-    prev_crlf = crlf;
+    if (data.feed(line) == DataReader::Step::End) break;
     const auto elapsed = Clock::now() - start;
     if (srv_.cfg.smtpd.min_data_rate > 0 && elapsed > std::chrono::seconds(srv_.cfg.smtpd.data_rate_grace_seconds)) {
       double secs = std::chrono::duration<double>(elapsed).count();
-      if (static_cast<double>(received) / secs < static_cast<double>(srv_.cfg.smtpd.min_data_rate)) {
+      if (static_cast<double>(data.received()) / secs < static_cast<double>(srv_.cfg.smtpd.min_data_rate)) {
         reply(421, "4.4.2", srv_.cfg.hostname + " Error: data rate too low");
-        log::info(id_).kv("event", "data").kv("outcome", "too-slow").kv("bytes", received);
+        log::info(id_).kv("event", "data").kv("outcome", "too-slow").kv("bytes", data.received());
         count("data", false);
         closing_ = true;
         co_return;
@@ -747,22 +719,23 @@ asio::awaitable<void> Session::cmd_data(std::string_view args) {
     reset_transaction();
     co_return co_await sync_error();
   }
-  if (too_big) {
+  if (data.too_big()) {
     count("data", false);
     reset_transaction();
     co_return reply(552, "5.3.4", "Error: message file too big");
   }
-  if (too_long) {
+  if (data.too_long()) {
     count("data", false);
     reset_transaction();
     co_return reply(500, "5.5.2", "Error: message has a line longer than 998 octets (RFC 5321 §4.5.3.1.6)");
   }
-  if (bare && !normalize) {
+  if (data.bare_line_ending() && !normalize) {
     // Submission clients must send CRLF only (RFC 5321 §2.3.8); refusing avoids smuggling.
     count("data", false);
     reset_transaction();
     co_return reply(550, "5.5.2", "Error: bare <CR> or <LF> received; use CRLF line endings");
   }
+  const auto body = std::make_shared<const std::string>(data.take_body());
   co_await deliver(body);
 }
 

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import unittest
 
-CTL = os.path.abspath(sys.argv.pop(1) if len(sys.argv) > 1 else "build/authdb/relaygatectl")
+CTL = os.path.abspath(sys.argv.pop(1) if len(sys.argv) > 1 else "build/ctl/relaygatectl")
 
 
 class Cli(unittest.TestCase):

@@ -33,6 +33,20 @@ TEST(StatusFile, RendersDesignFormatAndSkipsExpired) {
   EXPECT_EQ(j["grants"][1]["last_used_at"], "2027-01-15T08:03:20Z");
 }
 
+// grant_json is the one rendering of a grant (status file and relaygatectl grant list --json).
+TEST(StatusFile, GrantJsonFieldsInOrder) {
+  const Grant used{"2001:db8::1", "bob", "apop", 1800000000, 1800000100, 1800001900, 1800000200, 1800};
+  EXPECT_EQ(rg::authdb::grant_json(used).dump(),
+            R"({"ip":"2001:db8::1","user":"bob","method":"apop","granted_at":"2027-01-15T08:00:00Z",)"
+            R"("expires_at":"2027-01-15T08:31:40Z","last_used_at":"2027-01-15T08:03:20Z"})");
+  const Grant unused{"192.0.2.1", "alice", "pop3", 1800000000, 1800000000, 1800001800, std::nullopt, 1800};
+  EXPECT_TRUE(rg::authdb::grant_json(unused)["last_used_at"].is_null());
+  // The status file lists exactly grant_json of each live grant.
+  auto j = nlohmann::ordered_json::parse(rg::authdb::render_status({unused, used}, 1800000500));
+  EXPECT_EQ(j["grants"][0], rg::authdb::grant_json(unused));
+  EXPECT_EQ(j["grants"][1], rg::authdb::grant_json(used));
+}
+
 TEST(StatusFile, ReaderNeverSeesPartialJsonDuring1000Rewrites) {
   char tmpl[] = "/tmp/rg-status-XXXXXX";
   fs::path dir = mkdtemp(tmpl);
