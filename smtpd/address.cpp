@@ -265,4 +265,43 @@ ParseResult parse_path_arg(std::string_view arg, std::string_view prefix, bool a
   return r;
 }
 
+std::string printable(std::string_view s, size_t max) {
+  std::string out;
+  for (unsigned char c : s.substr(0, max)) out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
+  return out;
+}
+
+MailParams parse_mail_params(const std::vector<std::pair<std::string, std::string>>& params, uint64_t max_size) {
+  MailParams r;
+  for (const auto& [key, value] : params) {
+    if (key == "SIZE") {
+      // RFC 1870 §6: a declared size over the limit is refused at MAIL.
+      bool digits = !value.empty() && value.size() <= kMaxSizeDigits &&
+                    value.find_first_not_of("0123456789") == std::string::npos;
+      if (!digits) {
+        r.refusal = ParamRefusal{501, "5.5.4", "Bad SIZE parameter", "syntax"};
+        return r;
+      }
+      r.size = std::stoull(value);
+      if (r.size > max_size) {
+        r.refusal = ParamRefusal{552, "5.3.4", "Message size exceeds fixed limit", "declared-size-too-big"};
+        return r;
+      }
+    } else if (key == "BODY") {
+      std::string v = value;
+      for (auto& c : v) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      if (v != "7BIT" && v != "8BITMIME") {
+        r.refusal = ParamRefusal{501, "5.5.4", "Bad BODY parameter", "syntax"};
+        return r;
+      }
+    } else if (key == "AUTH") {
+      // RFC 4954 §5: accepted and not trusted (we never relay on its say-so).
+    } else {
+      r.refusal = ParamRefusal{555, "5.5.4", "Unsupported option: " + printable(key, 32), "unsupported-option"};
+      return r;
+    }
+  }
+  return r;
+}
+
 }  // namespace rg::smtp

@@ -3,6 +3,7 @@
 // and dropped as §4.1.2 / Appendix C allow; the mailbox left is what relay policy judges.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -42,5 +43,29 @@ struct ParseResult {
   std::optional<PathError> error;
 };
 ParseResult parse_path_arg(std::string_view arg, std::string_view prefix, bool allow_null);
+
+// Text safe to echo in a reply or a header: printable ASCII only (others become '?'), at most
+// `max` octets.
+std::string printable(std::string_view s, size_t max = 255);
+
+// RFC 1870 §6: at most 19 digits, so any accepted SIZE fits in 64 bits.
+constexpr size_t kMaxSizeDigits = 19;
+
+// A MAIL FROM parameter refused: the reply and the log reason the session gives.
+struct ParamRefusal {
+  int code;
+  std::string enhanced;
+  std::string text;
+  std::string reason;
+};
+struct MailParams {
+  uint64_t size = 0;  // declared SIZE, 0 when none
+  std::optional<ParamRefusal> refusal;
+};
+
+// The ESMTP parameters of MAIL FROM, in order, the first bad one refused: SIZE (RFC 1870,
+// over `max_size` is 552 5.3.4), BODY=7BIT|8BITMIME (RFC 6152), AUTH= accepted and ignored
+// (RFC 4954 §5: never trusted for relaying); anything else 555 5.5.4.
+MailParams parse_mail_params(const std::vector<std::pair<std::string, std::string>>& params, uint64_t max_size);
 
 }  // namespace rg::smtp

@@ -30,6 +30,8 @@
 #include "shared/spool.h"
 #include "smtpd/address.h"
 #include "smtpd/data_reader.h"
+#include "smtpd/received.h"
+#include "smtpd/relay_policy.h"
 #include "smtpd/server.h"
 
 namespace rg::smtp {
@@ -70,21 +72,6 @@ struct CommandStat {
 std::string upper(std::string_view s) {
   std::string out(s);
   for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string rfc5322_date(std::time_t t) {
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-  return buf;
-}
-
-// Text safe to echo in a reply or a header: printable ASCII only, bounded.
-std::string printable(std::string_view s, size_t max = 255) {
-  std::string out;
-  for (unsigned char c : s.substr(0, max)) out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
   return out;
 }
 
@@ -521,30 +508,35 @@ asio::awaitable<void> Session::cmd_auth(std::string_view args) {
   }
 }
 
+// The decision is smtpd/relay_policy.h; here the authdb calls and their logging.
 Session::Relay Session::relay_permission() {
-  if (!auth_user_.empty()) {
-    relay_by_ = "sasl:" + auth_user_;
-    return Relay::Allowed;
-  }
-  for (const auto& net : srv_.trusted)
-    if (cidr_contains(net, stream_.remote_ip())) {
-      relay_by_ = "trusted";
-      return Relay::Allowed;
+  // Checked in authdb on every call: a grant made a second ago by pop3d counts, an expired
+  // one never does (no cache that could go stale).
+  const int64_t now = std::time(nullptr);
+  const RelayDecision d = decide_relay(auth_user_, stream_.remote_ip(), srv_.trusted, [&]() -> GrantLookup {
+    try {
+      if (auto g = srv_.db.live_grant(stream_.remote_ip(), now)) return {GrantLookup::Kind::Found, g->user};
+      return {GrantLookup::Kind::None, {}};
+    } catch (const authdb::Error& e) {
+      log::error(id_).kv("event", "relay-check-failed").kv("error", e.what());
+      return {GrantLookup::Kind::DatabaseError, {}};
     }
-  try {
-    // Checked in authdb on every call: a grant made a second ago by pop3d counts, an expired
-    // one never does (no cache that could go stale).
-    const int64_t now = std::time(nullptr);
-    if (auto g = srv_.db.live_grant(stream_.remote_ip(), now)) {
-      relay_by_ = "grant:" + g->user;
+  });
+  switch (d.kind) {
+    case RelayDecision::Kind::Denied: return Relay::Denied;
+    case RelayDecision::Kind::TempFail: return Relay::TempFail;
+    case RelayDecision::Kind::Allowed: break;
+  }
+  relay_by_ = d.relay_by;
+  if (d.relay_by.rfind("grant:", 0) == 0) {
+    try {
       srv_.db.touch(stream_.remote_ip(), now);
-      return Relay::Allowed;
+    } catch (const authdb::Error& e) {
+      log::error(id_).kv("event", "relay-check-failed").kv("error", e.what());
+      return Relay::TempFail;
     }
-    return Relay::Denied;
-  } catch (const authdb::Error& e) {
-    log::error(id_).kv("event", "relay-check-failed").kv("error", e.what());
-    return Relay::TempFail;
   }
+  return Relay::Allowed;
 }
 
 asio::awaitable<void> Session::cmd_mail(std::string_view args) {
@@ -558,29 +550,11 @@ asio::awaitable<void> Session::cmd_mail(std::string_view args) {
   if (!parsed.path) {
     co_return refuse(501, "5.1.7", "Bad sender address syntax: " + parsed.error->text, "syntax");
   }
-  uint64_t size = 0;
-  for (const auto& [key, value] : parsed.path->params) {
-    if (key == "SIZE") {
-      // RFC 1870 §6: a declared size over the limit is refused at MAIL.
-      bool digits = !value.empty() && value.size() <= 19 && value.find_first_not_of("0123456789") == std::string::npos;
-      if (!digits) {
-        co_return refuse(501, "5.5.4", "Bad SIZE parameter", "syntax");
-      }
-      size = std::stoull(value);
-      if (size > static_cast<uint64_t>(srv_.cfg.smtpd.max_message_size)) {
-        co_return refuse(552, "5.3.4", "Message size exceeds fixed limit", "declared-size-too-big");
-      }
-    } else if (key == "BODY") {
-      std::string v = upper(value);
-      if (v != "7BIT" && v != "8BITMIME") {
-        co_return refuse(501, "5.5.4", "Bad BODY parameter", "syntax");
-      }
-    } else if (key == "AUTH") {
-      // RFC 4954 §5: accepted and not trusted (we never relay on its say-so).
-    } else {
-      co_return refuse(555, "5.5.4", "Unsupported option: " + printable(key, 32), "unsupported-option");
-    }
+  const MailParams mp = parse_mail_params(parsed.path->params, static_cast<uint64_t>(srv_.cfg.smtpd.max_message_size));
+  if (mp.refusal) {
+    co_return refuse(mp.refusal->code, mp.refusal->enhanced, mp.refusal->text, mp.refusal->reason);
   }
+  const uint64_t size = mp.size;
   // RFC 6409 §4.3 / RFC 8314: submission ports take mail only from authorized clients.
   if (submission()) {
     Relay r = relay_permission();
@@ -745,21 +719,14 @@ asio::awaitable<void> Session::cmd_data(std::string_view args) {
 asio::awaitable<void> Session::deliver(std::shared_ptr<const std::string> body) {
   const std::string qid = spool::new_queue_id();
   const std::time_t now = std::time(nullptr);
-  std::string protocol = esmtp_ ? "ESMTP" : "SMTP";
-  if (esmtp_ && stream_.is_tls()) protocol += "S";
-  if (esmtp_ && !auth_user_.empty()) protocol += "A";  // RFC 3848
-  std::string received = "Received: from " + (helo_.empty() ? std::string("unknown") : helo_) + " ([" +
-                         stream_.remote_ip() + "])\r\n\tby " + srv_.cfg.hostname + " (relaygate) with " + protocol +
-                         " id " + qid + "\r\n";
-  if (stream_.is_tls()) received += "\t(using " + stream_.tls_description() + ")\r\n";
-  if (!auth_user_.empty())
-    received += "\t(authenticated as " + auth_user_ + " by " + auth_mech_ + ")\r\n";
-  else if (relay_by_.rfind("grant:", 0) == 0)
-    received += "\t(POP-before-SMTP grant of " + relay_by_.substr(6) + ")\r\n";
-  if (rcpts_.size() == 1) received += "\tfor <" + printable(rcpts_[0].mailbox.text()) + ">";
-  received += "; " + rfc5322_date(now) + "\r\n";
+  TraceInput trace{helo_, stream_.remote_ip(), srv_.cfg.hostname, esmtp_, std::nullopt, auth_user_, auth_mech_, relay_by_,
+                    {}, qid, static_cast<int64_t>(now)};
+  if (stream_.is_tls()) trace.tls = stream_.tls_description();
+  for (const auto& r : rcpts_) trace.recipients.push_back(r.mailbox.text());
   const std::string sender = from_->null ? "" : from_->mailbox.text();
-  const std::string return_path = "Return-Path: <" + printable(sender) + ">\r\n";
+  const TraceHeaders headers = trace_headers(trace, sender);
+  const std::string& received = headers.received;
+  const std::string& return_path = headers.return_path;
 
   std::vector<std::string> local_users;
   spool::Envelope env;

@@ -21,6 +21,7 @@
 #include "shared/log.h"
 #include "shared/net/tls.h"
 #include "smtpd/outbound/queue_dsn.h"
+#include "smtpd/outbound/spool_watch.h"
 
 namespace rg::smtp {
 
@@ -60,22 +61,6 @@ std::string read_password(const config::Config& cfg) {
     throw config::ConfigError(cfg.file.filename().string() + ": smarthost.password_file: " +
                               cfg.smarthost.password_file.string() + " is empty");
   return line;
-}
-
-// (mask, name) of each inotify event in buf[0, n).
-std::vector<std::pair<uint32_t, std::string>> parse_inotify(const char* buf, size_t n) {
-  std::vector<std::pair<uint32_t, std::string>> out;
-  size_t off = 0;
-  while (off + sizeof(inotify_event) <= n) {
-    inotify_event ev;
-    std::memcpy(&ev, buf + off, sizeof ev);
-    const size_t len = std::min<size_t>(ev.len, n - off - sizeof ev);
-    std::string name(buf + off + sizeof ev, len);
-    name.resize(std::strlen(name.c_str()));  // NUL-padded
-    out.emplace_back(ev.mask, std::move(name));
-    off += sizeof ev + ev.len;
-  }
-  return out;
 }
 
 std::string lower(std::string_view s) {
@@ -220,7 +205,7 @@ asio::awaitable<void> QueueRunner::watcher() {
       co_return;
     }
     bool any = false;
-    for (const auto& [mask, name] : parse_inotify(buf.data(), n)) {
+    for (const auto& [mask, name] : queue::parse_inotify_events({buf.data(), n})) {
       if (mask & IN_Q_OVERFLOW) {
         next_scan_ = 0;
         any = true;

@@ -2,6 +2,7 @@
 // encoder (limits at limit and limit+1), the retry/bounce state machine, DSN rendering, the
 // spool's locking/update/recovery primitives and the runner's load/persist steps.
 #include <gtest/gtest.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include "smtpd/outbound/queue_policy.h"
 #include "smtpd/outbound/queue_store.h"
 #include "smtpd/outbound/smtp_client_wire.h"
+#include "smtpd/outbound/spool_watch.h"
 
 namespace {
 
@@ -535,3 +537,45 @@ TEST_F(SpoolTest, PersistFailureLeavesTheOldEnvelope) {
 }
 
 }  // namespace
+
+// ---- spool watch: inotify(7) read buffers ----
+
+namespace {
+
+// One struct inotify_event followed by `name` NUL-padded to `len` bytes (the kernel pads to
+// the struct's alignment; len counts the padding).
+std::string inotify_bytes(uint32_t mask, const std::string& name, uint32_t len) {
+  inotify_event ev{};
+  ev.wd = 1;
+  ev.mask = mask;
+  ev.len = len;
+  std::string out(reinterpret_cast<const char*>(&ev), sizeof ev);
+  std::string padded = name;
+  padded.resize(len, '\0');
+  return out + padded;
+}
+
+}  // namespace
+
+TEST(SpoolWatch, ParsesEventsFromOneRead) {
+  using rg::smtp::queue::parse_inotify_events;
+  using rg::smtp::queue::WatchEvent;
+  const std::string a = inotify_bytes(IN_MOVED_TO, "abc.env", 16);
+  const std::string b = inotify_bytes(IN_DELETE, "d.msg", 8);
+  const std::string overflow = inotify_bytes(IN_Q_OVERFLOW, "", 0);
+  struct Row {
+    const char* what;
+    std::string bytes;
+    std::vector<WatchEvent> want;
+  } rows[] = {
+      {"empty read", "", {}},
+      {"one event, name padded with NULs", a, {{IN_MOVED_TO, "abc.env"}}},
+      {"name exactly filling len (no NUL)", inotify_bytes(IN_CLOSE_WRITE, "12345678", 8), {{IN_CLOSE_WRITE, "12345678"}}},
+      {"several events in one read", a + b + overflow,
+       {{IN_MOVED_TO, "abc.env"}, {IN_DELETE, "d.msg"}, {IN_Q_OVERFLOW, ""}}},
+      {"header one byte short", a.substr(0, sizeof(inotify_event) - 1), {}},
+      {"name one byte short: dropped", a.substr(0, a.size() - 1), {}},
+      {"complete event then a truncated one", b + a.substr(0, a.size() - 1), {{IN_DELETE, "d.msg"}}},
+  };
+  for (const auto& r : rows) EXPECT_EQ(parse_inotify_events(r.bytes), r.want) << r.what;
+}
