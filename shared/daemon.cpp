@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
-#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -15,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <system_error>
 
 namespace rg::daemon {
 
@@ -22,17 +22,33 @@ void notify(std::string_view state) {
   const char* path = std::getenv("NOTIFY_SOCKET");
   if (path == nullptr || (path[0] != '/' && path[0] != '@') || std::strlen(path) >= sizeof(sockaddr_un::sun_path))
     return;
-  int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return;
+  const Fd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!fd) return;
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   size_t len = std::strlen(path);
   std::memcpy(addr.sun_path, path, len);
   if (path[0] == '@') addr.sun_path[0] = '\0';  // abstract namespace socket
   socklen_t alen = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len);
-  (void)::sendto(fd, state.data(), state.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr), alen);
-  ::close(fd);
+  (void)::sendto(fd.get(), state.data(), state.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr), alen);
 }
+
+namespace {
+
+// The pid the running instance wrote into its lock file, or "unknown".
+std::string holder_of(const std::string& file) {
+  constexpr size_t kPidText = 31;  // a pid and its newline, with room to spare
+  std::string holder;
+  try {
+    holder = fsutil::read_file(file).substr(0, kPidText);
+  } catch (const std::system_error&) {
+  }
+  if (holder.empty()) return "unknown";
+  while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+  return holder;
+}
+
+}  // namespace
 
 InstanceLock::InstanceLock(const std::string& file, const std::string& config_name, const std::string& user,
                            const std::string& group) {
@@ -40,29 +56,24 @@ InstanceLock::InstanceLock(const std::string& file, const std::string& config_na
   const std::filesystem::path path(file);
   if (path.has_parent_path()) fsutil::create_directories_owned(path.parent_path(), owner, 0750);
   fsutil::create_file_owned(path, owner, 0644);
-  fd_ = ::open(file.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-  if (fd_ < 0) throw std::runtime_error("cannot open lock file " + file + ": " + std::strerror(errno));
-  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+  Fd fd(::open(file.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) throw std::runtime_error("cannot open lock file " + file + ": " + std::strerror(errno));
+  bool busy = false;
+  lock_ = FlockGuard::try_lock(std::move(fd), &busy);
+  if (!lock_) {
     const int err = errno;
-    char buf[32] = {};
-    const ssize_t n = ::pread(fd_, buf, sizeof buf - 1, 0);
-    std::string holder = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "unknown";
-    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
-    ::close(fd_);
-    fd_ = -1;
-    if (err == EWOULDBLOCK)
-      throw std::runtime_error("another instance is running with config " + config_name + ": lock file " + file +
-                               " is held by pid " + holder);
-    throw std::runtime_error("cannot lock " + file + ": " + std::strerror(err));
+    if (!busy) throw std::runtime_error("cannot lock " + file + ": " + std::strerror(err));
+    throw std::runtime_error("another instance is running with config " + config_name + ": lock file " + file +
+                             " is held by pid " + holder_of(file));
   }
   const std::string pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size()))
+  if (::ftruncate(lock_.fd(), 0) != 0 ||
+      ::pwrite(lock_.fd(), pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size()))
     throw std::runtime_error("cannot write lock file " + file + ": " + std::strerror(errno));
 }
 
-InstanceLock::~InstanceLock() {
-  if (fd_ >= 0) ::close(fd_);  // the lock goes with the descriptor; the file stays (no race on unlink)
-}
+// The lock goes with the descriptor; the file stays (no race on unlink).
+InstanceLock::~InstanceLock() = default;
 
 std::string drop_privileges(const std::string& user, const std::string& group, bool allow_root) {
   if (::geteuid() != 0) return "not root";

@@ -5,6 +5,8 @@
 #include <string>
 #include <string_view>
 
+#include "shared/fd.h"
+
 namespace rg::daemon {
 
 // Sends `state` ("READY=1", "STOPPING=1", "RELOADING=1", "STATUS=...") to the service
@@ -28,7 +30,7 @@ class InstanceLock {
   InstanceLock& operator=(const InstanceLock&) = delete;
 
  private:
-  int fd_ = -1;
+  FlockGuard lock_;
 };
 
 std::string drop_privileges(const std::string& user, const std::string& group, bool allow_root);

@@ -58,6 +58,17 @@ class FlockGuard {
     g.fd_ = std::move(fd);
     return g;
   }
+  // Waits for the exclusive lock (serializing a one-time job between processes); an empty
+  // guard, errno set, if flock(2) fails.
+  static FlockGuard lock(Fd fd) {
+    int rc;
+    while ((rc = ::flock(fd.get(), LOCK_EX)) != 0 && errno == EINTR) {
+    }
+    if (rc != 0) return {};
+    FlockGuard g;
+    g.fd_ = std::move(fd);
+    return g;
+  }
   explicit operator bool() const { return static_cast<bool>(fd_); }
   int fd() const { return fd_.get(); }
 

@@ -10,8 +10,11 @@
 
 #include <atomic>
 #include <cerrno>
+#include <set>
 #include <system_error>
 #include <vector>
+
+#include "shared/fd.h"
 
 namespace rg::fsutil {
 namespace {
@@ -20,24 +23,35 @@ namespace {
   throw std::system_error(errno, std::generic_category(), what + " " + p.string());
 }
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  int release() {
-    int f = fd_;
-    fd_ = -1;
-    return f;
-  }
+constexpr size_t kReadChunk = 64 * 1024;
 
- private:
-  int fd_;
-};
+// unlink(2) in cleanup paths, keeping the errno of the failure being reported.
+void unlink_quietly(const fs::path& p) {
+  const int saved = errno;
+  ::unlink(p.c_str());
+  errno = saved;
+}
+
+// Create (O_EXCL), write, fsync, close one temp file; unlinks it again on any failure.
+void write_synced(const DurableFile& f, const DurableOptions& o) {
+  Fd fd(::open(f.tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, o.mode));
+  if (!fd) fail("cannot create", f.tmp);
+  const char* step = nullptr;
+  if (o.exact_mode && ::fchmod(fd.get(), o.mode) != 0)
+    step = "cannot change the mode of";
+  else if (o.owner && ::fchown(fd.get(), o.owner->uid, o.owner->gid) != 0)
+    step = "cannot change the owner of";
+  else if (!write_all(fd.get(), f.pieces))
+    step = "cannot write";
+  else if (::fsync(fd.get()) != 0)
+    step = "cannot fsync";
+  else if (fd.close() != 0)
+    step = "cannot close";
+  if (step) {
+    unlink_quietly(f.tmp);
+    fail(step, f.tmp);
+  }
+}
 
 // getpwnam_r/getgrnam_r need a caller buffer; sysconf's hint may be -1 (no limit known).
 constexpr size_t kPwBufferSize = 16384;
@@ -65,9 +79,76 @@ std::optional<Owner> owner_when_root(const std::string& user, const std::string&
   return lookup_owner(user, group);
 }
 
+ssize_t read_some(int fd, char* buf, size_t size) {
+  ssize_t n;
+  while ((n = ::read(fd, buf, size)) < 0 && errno == EINTR) {
+  }
+  return n;
+}
+
+bool read_all(int fd, std::string& out) {
+  char buf[kReadChunk];
+  for (;;) {
+    const ssize_t n = read_some(fd, buf, sizeof buf);
+    if (n < 0) return false;
+    if (n == 0) return true;
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
+
+std::string read_file(const fs::path& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) fail("cannot open", path);
+  std::string out;
+  struct stat st {};
+  if (::fstat(fd.get(), &st) == 0 && st.st_size > 0) out.reserve(static_cast<size_t>(st.st_size));
+  if (!read_all(fd.get(), out)) fail("cannot read", path);
+  return out;
+}
+
+bool write_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+bool write_all(int fd, std::span<const std::string_view> pieces) {
+  for (auto piece : pieces)
+    if (!write_all(fd, piece)) return false;
+  return true;
+}
+
+void write_durably(std::span<const DurableFile> files, const DurableOptions& options) {
+  size_t written = 0, renamed = 0;
+  try {
+    for (; written < files.size(); ++written) write_synced(files[written], options);
+    for (; renamed < files.size(); ++renamed)
+      if (::rename(files[renamed].tmp.c_str(), files[renamed].dst.c_str()) != 0)
+        fail("cannot rename into", files[renamed].dst);
+    std::set<fs::path> dirs;
+    for (const auto& f : files) dirs.insert(f.dst.has_parent_path() ? f.dst.parent_path() : fs::path("."));
+    for (const auto& dir : dirs) fsync_dir(dir);
+  } catch (...) {
+    for (size_t i = renamed; i < written; ++i) unlink_quietly(files[i].tmp);
+    if (options.undo_on_failure)
+      for (size_t i = 0; i < renamed; ++i) unlink_quietly(files[i].dst);
+    throw;
+  }
+}
+
+void write_durably(const fs::path& tmp, const fs::path& dst, std::vector<std::string_view> pieces,
+                   const DurableOptions& options) {
+  const DurableFile file{tmp, dst, std::move(pieces)};
+  write_durably(std::span<const DurableFile>(&file, 1), options);
+}
+
 void fsync_dir(const fs::path& dir) {
   Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd.get() < 0) fail("cannot open directory", dir);
+  if (!fd) fail("cannot open directory", dir);
   if (::fsync(fd.get()) != 0) fail("cannot fsync directory", dir);
 }
 
@@ -91,7 +172,7 @@ void create_directories_owned(const fs::path& dir, const std::optional<Owner>& o
 
 bool create_file_owned(const fs::path& path, const std::optional<Owner>& owner, unsigned mode) {
   Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
-  if (fd.get() < 0) {
+  if (!fd) {
     if (errno == EEXIST) return false;
     fail("cannot create", path);
   }
@@ -106,42 +187,13 @@ bool create_file_owned(const fs::path& path, const std::optional<Owner>& owner, 
 
 void atomic_write(const fs::path& path, std::string_view content, unsigned mode, const std::optional<Owner>& owner) {
   static std::atomic<unsigned> counter{0};
-  fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
-  fs::path tmp =
+  const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
+  const fs::path tmp =
       dir / ("." + path.filename().string() + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++));
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
-  if (fd.get() < 0) fail("cannot create", tmp);
-  size_t off = 0;
-  while (off < content.size()) {
-    ssize_t n = ::write(fd.get(), content.data() + off, content.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int saved = errno;
-      ::unlink(tmp.c_str());
-      errno = saved;
-      fail("cannot write", tmp);
-    }
-    off += static_cast<size_t>(n);
-  }
-  if (owner && ::fchown(fd.get(), owner->uid, owner->gid) != 0) {
-    int saved = errno;
-    ::unlink(tmp.c_str());
-    errno = saved;
-    fail("cannot change the owner of", tmp);
-  }
-  if (::fsync(fd.get()) != 0 || ::close(fd.release()) != 0) {
-    int saved = errno;
-    ::unlink(tmp.c_str());
-    errno = saved;
-    fail("cannot fsync", tmp);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int saved = errno;
-    ::unlink(tmp.c_str());
-    errno = saved;
-    fail("cannot rename into", path);
-  }
-  fsync_dir(dir);
+  DurableOptions options;
+  options.mode = mode;
+  options.owner = owner;
+  write_durably(tmp, path, {content}, options);
 }
 
 }  // namespace rg::fsutil

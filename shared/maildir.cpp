@@ -3,7 +3,6 @@
 #include "shared/maildir.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -16,6 +15,7 @@
 #include <random>
 #include <system_error>
 
+#include "shared/fd.h"
 #include "shared/fsutil.h"
 
 namespace rg::maildir {
@@ -78,20 +78,15 @@ std::optional<uint64_t> size_from_name(const std::string& name, const char* key)
 }
 
 uint64_t crlf_size_of_file(const fs::path& p) {
-  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(errno, "cannot open", p);
+  Fd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) fail(errno, "cannot open", p);
   std::string buf(kReadChunk, '\0');
   uint64_t size = 0;
   char last = '\n';
   bool any = false;
   for (;;) {
-    ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int e = errno;
-      ::close(fd);
-      fail(e, "cannot read", p);
-    }
+    const ssize_t n = fsutil::read_some(fd.get(), buf.data(), buf.size());
+    if (n < 0) fail(errno, "cannot read", p);
     if (n == 0) break;
     any = true;
     for (ssize_t i = 0; i < n; ++i) {
@@ -103,33 +98,11 @@ uint64_t crlf_size_of_file(const fs::path& p) {
       last = c;
     }
   }
-  ::close(fd);
   if (any && last != '\n') size += 2;
   return size;
 }
 
-void write_all(int fd, std::string_view data, const fs::path& p) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) fail(errno, "cannot write", p);
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-}
-
 }  // namespace
-
-Lock::~Lock() {
-  if (fd_ >= 0) ::close(fd_);  // closing releases the flock
-}
-Lock& Lock::operator=(Lock&& o) noexcept {
-  if (this != &o) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = o.fd_;
-    o.fd_ = -1;
-  }
-  return *this;
-}
 
 Maildir::Maildir(const fs::path& root, const std::string& user) : dir_(root / user) {}
 
@@ -144,15 +117,13 @@ void Maildir::ensure() const {
 
 std::optional<Lock> Maildir::try_lock() const {
   fs::path p = dir_ / ".relaygate.lock";
-  int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) fail(errno, "cannot open lock file", p);
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    int e = errno;
-    ::close(fd);
-    if (e == EWOULDBLOCK) return std::nullopt;
-    fail(e, "cannot lock", p);
-  }
-  return Lock(fd);
+  Fd fd(::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!fd) fail(errno, "cannot open lock file", p);
+  bool busy = false;
+  Lock lock = Lock::try_lock(std::move(fd), &busy);
+  if (lock) return lock;
+  if (busy) return std::nullopt;
+  fail(errno, "cannot lock", p);
 }
 
 std::vector<Entry> Maildir::scan() const {
@@ -205,26 +176,10 @@ fs::path write_message(const fs::path& dir, const std::string& base, const std::
   std::string name = base + ",S=" + std::to_string(bytes) + ",W=" + std::to_string(wire);
   fs::path tmp = dir / "tmp" / name;
   fs::path dst = dir / "new" / name;
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) fail(errno, "cannot create", tmp);
-  try {
-    for (auto p : pieces) write_all(fd, p, tmp);
-    if (::fsync(fd) != 0) fail(errno, "cannot fsync", tmp);
-    int rc = ::close(fd);
-    fd = -1;
-    if (rc != 0) fail(errno, "cannot close", tmp);
-    if (::rename(tmp.c_str(), dst.c_str()) != 0) fail(errno, "cannot rename into", dst);
-  } catch (...) {
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  try {
-    fsutil::fsync_dir(dir / "new");
-  } catch (...) {
-    ::unlink(dst.c_str());  // not durable: do not acknowledge, and do not leave it to be delivered twice
-    throw;
-  }
+  fsutil::DurableOptions options;
+  options.mode = 0600;
+  options.undo_on_failure = true;  // not durable: do not acknowledge, and do not leave it to be delivered twice
+  fsutil::write_durably(tmp, dst, pieces, options);
   return dst;
 }
 

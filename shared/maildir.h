@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "shared/fd.h"
+
 namespace rg::maildir {
 
 namespace fs = std::filesystem;
@@ -24,21 +26,7 @@ struct Entry {
 
 // Exclusive maildrop lock (flock on <maildir>/.relaygate.lock): holds across processes and
 // across sessions in one process. Released on destruction.
-class Lock {
- public:
-  Lock() = default;
-  ~Lock();
-  Lock(Lock&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
-  Lock& operator=(Lock&& o) noexcept;
-  Lock(const Lock&) = delete;
-  Lock& operator=(const Lock&) = delete;
-  explicit operator bool() const { return fd_ >= 0; }
-
- private:
-  friend class Maildir;
-  explicit Lock(int fd) : fd_(fd) {}
-  int fd_ = -1;
-};
+using Lock = rg::FlockGuard;
 
 class Maildir {
  public:

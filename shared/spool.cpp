@@ -3,20 +3,18 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 #include <system_error>
 #include <thread>
 
+#include "shared/fd.h"
 #include "shared/fsutil.h"
 
 namespace rg::spool {
@@ -26,55 +24,12 @@ namespace {
   throw std::system_error(err, std::generic_category(), what + " " + p.string());
 }
 
-void write_file_synced(const fs::path& p, const std::vector<std::string_view>& pieces) {
-  int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) fail(errno, "cannot create", p);
-  for (auto piece : pieces) {
-    while (!piece.empty()) {
-      ssize_t n = ::write(fd, piece.data(), piece.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        int e = errno;
-        ::close(fd);
-        ::unlink(p.c_str());
-        fail(e, "cannot write", p);
-      }
-      piece.remove_prefix(static_cast<size_t>(n));
-    }
-  }
-  if (::fsync(fd) != 0) {
-    int e = errno;
-    ::close(fd);
-    ::unlink(p.c_str());
-    fail(e, "cannot fsync", p);
-  }
-  if (::close(fd) != 0) {
-    int e = errno;
-    ::unlink(p.c_str());
-    fail(e, "cannot close", p);
-  }
-}
-
-std::string read_file(const fs::path& p) {
-  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(errno, "cannot open", p);
-  std::string out;
-  struct stat st {};
-  if (::fstat(fd, &st) == 0 && st.st_size > 0) out.reserve(static_cast<size_t>(st.st_size));
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int e = errno;
-      ::close(fd);
-      fail(e, "cannot read", p);
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return out;
+// Queue files are the service user's alone (spool.h).
+fsutil::DurableOptions queue_file_options(bool undo_on_failure) {
+  fsutil::DurableOptions o;
+  o.mode = 0600;
+  o.undo_on_failure = undo_on_failure;
+  return o;
 }
 
 bool path_exists(const fs::path& p) {
@@ -184,19 +139,6 @@ Envelope from_json(std::string_view text, const std::string& source) {
   }
 }
 
-Lock::~Lock() {
-  if (fd_ >= 0) ::close(fd_);  // closing releases the flock
-}
-
-Lock& Lock::operator=(Lock&& o) noexcept {
-  if (this != &o) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = o.fd_;
-    o.fd_ = -1;
-  }
-  return *this;
-}
-
 void Spool::ensure() const {
   fsutil::make_dirs(dir_ / "tmp", 0700);
   fsutil::make_dirs(dir_ / "queue", 0700);
@@ -207,20 +149,11 @@ void Spool::enqueue(const Envelope& env, const std::vector<std::string_view>& me
   const fs::path tmp_env = dir_ / "tmp" / (env.id + ".env");
   const fs::path msg = dir_ / "queue" / (env.id + ".msg");
   const fs::path envf = dir_ / "queue" / (env.id + ".env");
-  std::string json = to_json(env);
-  try {
-    write_file_synced(tmp_msg, message);
-    write_file_synced(tmp_env, {json});
-    if (::rename(tmp_msg.c_str(), msg.c_str()) != 0) fail(errno, "cannot rename into", msg);
-    if (::rename(tmp_env.c_str(), envf.c_str()) != 0) fail(errno, "cannot rename into", envf);
-    fsutil::fsync_dir(dir_ / "queue");
-  } catch (...) {
-    ::unlink(tmp_msg.c_str());
-    ::unlink(tmp_env.c_str());
-    ::unlink(envf.c_str());
-    ::unlink(msg.c_str());
-    throw;
-  }
+  const std::string json = to_json(env);
+  // .msg is renamed before .env: a message is queued once its envelope exists (spool.h); on
+  // any error both are unlinked again, nothing is left in tmp/ or queue/.
+  const fsutil::DurableFile files[] = {{tmp_msg, msg, message}, {tmp_env, envf, {json}}};
+  fsutil::write_durably(files, queue_file_options(true));
 }
 
 bool Spool::enqueue_once(const Envelope& env, const std::vector<std::string_view>& message) const {
@@ -237,12 +170,14 @@ std::vector<Envelope> Spool::list(std::vector<std::string>* problems) const {
   std::error_code ec;
   for (fs::directory_iterator it(dir_ / "queue", ec), end; !ec && it != end; it.increment(ec)) {
     if (it->path().extension() != ".env") continue;
-    std::ifstream in(it->path(), std::ios::binary);
-    if (!in) continue;  // removed meanwhile
-    std::stringstream ss;
-    ss << in.rdbuf();
+    std::string text;
     try {
-      out.push_back(from_json(ss.str(), it->path().string()));
+      text = fsutil::read_file(it->path());
+    } catch (const std::system_error&) {
+      continue;  // removed meanwhile
+    }
+    try {
+      out.push_back(from_json(text, it->path().string()));
     } catch (const std::exception& e) {
       if (problems) problems->push_back(e.what());
     }
@@ -258,7 +193,7 @@ std::optional<Envelope> Spool::read(const std::string& id) const {
   const fs::path p = dir_ / "queue" / (id + ".env");
   std::string text;
   try {
-    text = read_file(p);
+    text = fsutil::read_file(p);
   } catch (const std::system_error& e) {
     if (e.code().value() == ENOENT) return std::nullopt;
     throw;
@@ -266,21 +201,17 @@ std::optional<Envelope> Spool::read(const std::string& id) const {
   return from_json(text, p.string());
 }
 
-std::string Spool::read_message(const std::string& id) const { return read_file(dir_ / "queue" / (id + ".msg")); }
+std::string Spool::read_message(const std::string& id) const {
+  return fsutil::read_file(dir_ / "queue" / (id + ".msg"));
+}
 
 void Spool::update(const Envelope& env) const {
   static std::atomic<unsigned> counter{0};
   const fs::path tmp =
       dir_ / "tmp" / ("." + env.id + ".env." + std::to_string(::getpid()) + "." + std::to_string(counter++));
   const fs::path dst = dir_ / "queue" / (env.id + ".env");
-  std::string json = to_json(env);
-  write_file_synced(tmp, {json});
-  if (::rename(tmp.c_str(), dst.c_str()) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    fail(e, "cannot rename into", dst);
-  }
-  fsutil::fsync_dir(dir_ / "queue");
+  // Without undo: once renamed the new envelope is the only one, complete if not yet durable.
+  fsutil::write_durably(tmp, dst, {to_json(env)}, queue_file_options(false));
 }
 
 void Spool::remove(const std::string& id) const {
@@ -293,18 +224,17 @@ void Spool::remove(const std::string& id) const {
 
 LockStatus Spool::try_lock(const std::string& id, Lock& out) const {
   const fs::path p = dir_ / "queue" / (id + ".msg");
-  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
+  Fd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
     if (errno == ENOENT) return LockStatus::Gone;
     fail(errno, "cannot open", p);
   }
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    int e = errno;
-    ::close(fd);
-    if (e == EWOULDBLOCK) return LockStatus::Busy;
-    fail(e, "cannot lock", p);
+  bool busy = false;
+  Lock lock = Lock::try_lock(std::move(fd), &busy);
+  if (!lock) {
+    if (busy) return LockStatus::Busy;
+    fail(errno, "cannot lock", p);
   }
-  Lock lock(fd);
   // Removed while we waited for the lock: the file we hold is no longer the queued one.
   if (!path_exists(dir_ / "queue" / (id + ".env"))) return LockStatus::Gone;
   out = std::move(lock);

@@ -19,6 +19,8 @@
 #include <string_view>
 #include <vector>
 
+#include "shared/fd.h"
+
 namespace rg::spool {
 
 namespace fs = std::filesystem;
@@ -68,21 +70,7 @@ std::string to_json(const Envelope& e);
 Envelope from_json(std::string_view text, const std::string& source);
 
 // An exclusive flock on queue/<id>.msg, released on destruction (or when the process dies).
-class Lock {
- public:
-  Lock() = default;
-  ~Lock();
-  Lock(Lock&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
-  Lock& operator=(Lock&& o) noexcept;
-  Lock(const Lock&) = delete;
-  Lock& operator=(const Lock&) = delete;
-  explicit operator bool() const { return fd_ >= 0; }
-
- private:
-  friend class Spool;
-  explicit Lock(int fd) : fd_(fd) {}
-  int fd_ = -1;
-};
+using Lock = rg::FlockGuard;
 
 enum class LockStatus { Locked, Busy, Gone };
 

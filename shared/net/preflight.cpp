@@ -19,6 +19,8 @@
 #include <memory>
 
 #include "shared/daemon.h"
+#include "shared/fd.h"
+#include "shared/fsutil.h"
 #include "shared/log.h"
 #include "shared/net/tls.h"
 
@@ -129,11 +131,12 @@ std::vector<Finding> check_as_service_user(const config::Config& cfg, bool pop3d
   }
   int fds[2];
   if (::pipe(fds) != 0) return {{true, std::string("preflight: pipe: ") + std::strerror(errno)}};
+  Fd from_child(fds[0]), to_parent(fds[1]);
   std::fflush(nullptr);
   const pid_t pid = ::fork();
   if (pid < 0) return {{true, std::string("preflight: fork: ") + std::strerror(errno)}};
   if (pid == 0) {
-    ::close(fds[0]);
+    from_child.reset();
     std::string text;
     try {
       daemon::drop_privileges(cfg.run_as.user, cfg.run_as.group, false);
@@ -141,22 +144,13 @@ std::vector<Finding> check_as_service_user(const config::Config& cfg, bool pop3d
     } catch (const std::exception& e) {
       text = std::string("E") + e.what() + "\n";
     }
-    for (size_t off = 0; off < text.size();) {
-      ssize_t n = ::write(fds[1], text.data() + off, text.size() - off);
-      if (n <= 0) break;
-      off += static_cast<size_t>(n);
-    }
+    (void)fsutil::write_all(to_parent.get(), text);  // a parent that stopped reading gets fewer findings
     ::_exit(0);
   }
-  ::close(fds[1]);
+  to_parent.reset();
   std::string text;
-  char buf[4096];
-  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) != 0;) {
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) break;
-    text.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fds[0]);
+  (void)fsutil::read_all(from_child.get(), text);  // a read error keeps the findings read before it
+  from_child.reset();
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }

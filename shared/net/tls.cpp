@@ -13,8 +13,6 @@
 #include <openssl/x509v3.h>
 
 #include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -23,7 +21,10 @@
 #include <cstring>
 #include <filesystem>
 #include <stdexcept>
+#include <system_error>
 
+#include "shared/fd.h"
+#include "shared/fsutil.h"
 #include "shared/log.h"
 
 namespace rg::net {
@@ -91,25 +92,19 @@ std::string to_pem(auto write) {
   return std::string(data, static_cast<std::size_t>(n));
 }
 
-// Writes path atomically (temp file, fsync, rename) with exactly the given mode.
+// Writes path durably (fsutil::write_durably: temp file, fsync, rename, fsync the folder) with
+// exactly the given mode. The caller holds the GenerationLock, so a "<path>.tmp" found here is
+// the leftover of a generation cut short, not another writer's file.
 void write_file(const fs::path& path, const std::string& data, mode_t mode) {
   const fs::path tmp = path.string() + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) throw std::runtime_error("cannot create '" + tmp.string() + "': " + std::strerror(errno));
-  bool ok = ::fchmod(fd, mode) == 0;
-  for (std::size_t done = 0; ok && done < data.size();) {
-    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    ok = n > 0;
-    if (ok) done += static_cast<std::size_t>(n);
-  }
-  ok = ok && ::fsync(fd) == 0;
-  const int err = errno;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = std::strerror(ok ? errno : err);
-    ::unlink(tmp.c_str());
-    throw std::runtime_error("cannot write '" + path.string() + "': " + why);
+  ::unlink(tmp.c_str());
+  fsutil::DurableOptions options;
+  options.mode = mode;
+  options.exact_mode = true;
+  try {
+    fsutil::write_durably(tmp, path, {data}, options);
+  } catch (const std::system_error& e) {
+    throw std::runtime_error("cannot write '" + path.string() + "': " + e.code().message());
   }
 }
 
@@ -161,17 +156,12 @@ class GenerationLock {
     std::error_code ec;
     if (key_file.has_parent_path()) fs::create_directories(key_file.parent_path(), ec);
     const fs::path lock = (key_file.has_parent_path() ? key_file.parent_path() : fs::path(".")) / ".relaygate-tls.lock";
-    fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd_ >= 0) ::flock(fd_, LOCK_EX);  // without a lock file, generation still works unserialized
+    // Without a lock file (or a lock), generation still works, unserialized.
+    guard_ = FlockGuard::lock(Fd(::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)));
   }
-  ~GenerationLock() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  GenerationLock(const GenerationLock&) = delete;
-  GenerationLock& operator=(const GenerationLock&) = delete;
 
  private:
-  int fd_ = -1;
+  FlockGuard guard_;
 };
 }  // namespace
 
