@@ -2,7 +2,7 @@
 """POP3 benchmark of issue 3 (Performance): relaygate-pop3d vs Dovecot 2.3 in the same run.
 
   1. logins/s: USER/PASS + STAT + QUIT sessions per second with C (default 50) concurrent
-     clients, closed loop, measured by /work/shared/bench/bench.py (`--tests pop3`);
+     clients, closed loop, measured by $RG_BENCH_DIR/bench.py (`--tests pop3`);
   2. memory per idle connection: N (default 1000) connections opened and left idle after the
      greeting; RSS and PSS of the whole server process tree before/after, divided by N.
 
@@ -39,7 +39,9 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "e2e"))
 import harness  # noqa: E402
 
-BENCH_DIR = os.environ.get("RG_BENCH_DIR", "/work/shared/bench")
+# The reference stack and load generator (ref-start.sh, ref-stop.sh, bench.py) are not in this
+# checkout yet (issue 16 brings them into bench/): name their folder in RG_BENCH_DIR.
+BENCH_DIR = os.environ.get("RG_BENCH_DIR") or sys.exit("set RG_BENCH_DIR to the folder with ref-start.sh and bench.py")
 sys.path.insert(0, BENCH_DIR)
 import bench as refbench  # noqa: E402  (proc_table, tree_pids, proc_mem_kb)
 

@@ -3,7 +3,7 @@
 through relaygate to an smtp-sink smarthost on loopback, against the Postfix 3.7 reference
 relaying to the same kind of sink, in the same run.
 
-The load is /work/shared/bench/bench.py `--tests relay`: C (default 20) concurrent clients on
+The load is $RG_BENCH_DIR/bench.py `--tests relay`: C (default 20) concurrent clients on
 the submission port, each session EHLO + AUTH PLAIN + MAIL/RCPT/DATA of a 10 KB message to
 sink@remote.test + QUIT (`--msgs-per-session` sends more per session). Two figures per server:
   accepted   messages/s until the last 250 (relaygate: fsync'd into the spool before the 250,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """SMTP benchmark of issue 4 (Performance): relaygate-smtpd vs Postfix 3.7 in the same run.
 
-Metrics (load from /work/shared/bench/bench.py, one `bench.py run` per test and server):
+Metrics (load from $RG_BENCH_DIR/bench.py, one `bench.py run` per test and server):
   1. sessions/s   connect, 220, EHLO, 250, QUIT, 221 with C (default 50) concurrent clients,
                   closed loop (`--tests ehlo`);
   2. AUTH/s       EHLO + AUTH PLAIN (235) + QUIT on the submission listener, C clients
@@ -59,7 +59,9 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "e2e"))
 import harness  # noqa: E402
 
-BENCH_DIR = os.environ.get("RG_BENCH_DIR", "/work/shared/bench")
+# The reference stack and load generator (ref-start.sh, ref-stop.sh, bench.py) are not in this
+# checkout yet (issue 16 brings them into bench/): name their folder in RG_BENCH_DIR.
+BENCH_DIR = os.environ.get("RG_BENCH_DIR") or sys.exit("set RG_BENCH_DIR to the folder with ref-start.sh and bench.py")
 BENCH_PY = os.path.join(BENCH_DIR, "bench.py")
 # Our own instance directory (ref-start.sh wants it to end in /ref): ref-stop.sh --clean on it
 # can never wipe the files of a reference a colleague started under the default directory.
