@@ -6,17 +6,11 @@
 #include <nlohmann/json.hpp>
 
 #include "shared/fsutil.h"
+#include "shared/timefmt.h"
 
 namespace rg::authdb {
 
-std::string iso8601(int64_t t) {
-  std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
+std::string iso8601(int64_t t) { return timefmt::iso8601(t); }
 
 nlohmann::ordered_json grant_json(const Grant& g) {
   nlohmann::ordered_json e;

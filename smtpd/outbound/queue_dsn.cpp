@@ -1,6 +1,8 @@
 // See queue_dsn.h.
 #include "smtpd/outbound/queue_dsn.h"
 
+#include "shared/timefmt.h"
+
 #include <ctime>
 
 namespace rg::smtp::queue {
@@ -22,14 +24,7 @@ std::string body_line_safe(std::string_view s) {
 
 }  // namespace
 
-std::string rfc5322_date(int64_t t) {
-  std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-  return buf;
-}
+std::string rfc5322_date(int64_t t) { return timefmt::rfc5322(t); }
 
 std::string_view header_section(std::string_view message, size_t max) {
   size_t end = message.find("\r\n\r\n");
