@@ -49,14 +49,17 @@ constexpr size_t kFlushThreshold = 64 * 1024;
 enum class State { Authorization, Transaction, Update };
 enum StateMask : unsigned { kAuth = 1, kTrans = 2, kAny = kAuth | kTrans };
 
-class Session {
+class Session final : public daemon::Drainable {
  public:
   Session(Server& server, config::Listener listener, net::Stream stream)
       : srv_(server), listener_(std::move(listener)), stream_(std::move(stream)) {
     id_ = "pop3-" + std::to_string(getpid()) + "-" + std::to_string(++server.sessions_started);
-    srv_.track(stream_);
+    srv_.track(this);
   }
-  ~Session() { srv_.untrack(stream_); }
+  ~Session() override { srv_.untrack(this); }
+  // SIGTERM: closing cancels the pending read or write; run() then logs its end and returns
+  // (a POP3 session has no transaction to finish: deletions happen only at QUIT).
+  void stop_if_idle() override { stream_.close(); }
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
