@@ -15,6 +15,9 @@
 //   sync gate (kSyncPoint rows, RFC 2920 §3.1)       → co_await s.sync_error()
 //   check_<cmd>                                      → s.refuse(refusal)
 //   proceed_<cmd>
+// A Session may declare `static constexpr bool kStateGateFirst = true` to run the state gate
+// before the TLS gate: in POP3 a command not valid in the current state is answered so even
+// before STLS, and only a command valid now is told to wait for TLS (RFC 2595 §4).
 // A Session type provides: `CommandId` (enum, rows' ids < kCommandIds), `State` (enum), `Facts`
 // (with a `state` member), `Refusal`; and members facts(), begin(row or nullptr),
 // tls_required_now(), refuse(const Refusal&), refuse_unknown(keyword), sync_violation() and
@@ -129,6 +132,11 @@ constexpr std::array<std::string_view, N> summary_names(std::span<const Row> tab
   return names;
 }
 
+template <class Session>
+inline constexpr bool state_gate_first = requires {
+  requires Session::kStateGateFirst;
+};
+
 // One command line through the gates in the order above; `line` has no line ending and no
 // control characters (the session's reader refuses those first).
 template <class Session>
@@ -140,11 +148,18 @@ boost::asio::awaitable<void> dispatch(Session& s, std::span<const Command<Sessio
     s.refuse_unknown(cl.keyword);
     co_return;
   }
+  const bool valid_now = (row->states & state_bit(s.facts().state)) != 0;
+  if constexpr (state_gate_first<Session>) {
+    if (!valid_now) {
+      s.refuse(Session::refusal_wrong_state(*row, s.facts()));
+      co_return;
+    }
+  }
   if (!(row->flags & kBeforeTls) && s.tls_required_now()) {
     s.refuse(Session::refusal_tls_required(*row));
     co_return;
   }
-  if (!(row->states & state_bit(s.facts().state))) {
+  if (!valid_now) {
     s.refuse(Session::refusal_wrong_state(*row, s.facts()));
     co_return;
   }
