@@ -30,7 +30,7 @@ struct Limits {
   // Implicit TLS and STLS (RFC 2595 §4) handshakes must finish within this time.
   static constexpr std::chrono::seconds kTlsHandshakeTimeout = protocol::kTlsHandshakeTimeout;
   // At disconnect, the TLS close_notify and TCP shutdown wait at most this long.
-  static constexpr std::chrono::seconds kShutdownTimeout{2};
+  static constexpr std::chrono::seconds kShutdownTimeout = protocol::kShutdownTimeout;
   // RETR/TOP read the message file in chunks of this size.
   static constexpr std::size_t kRetrChunk = 64 * 1024;
   // Queued output is flushed once it reaches this size, even with pipelined input waiting

@@ -13,5 +13,8 @@ inline constexpr std::chrono::seconds kWriteTimeout{60};
 inline constexpr std::chrono::seconds kTlsHandshakeTimeout{30};
 // RFC 4954 §4: a SASL response line carries up to 12288 octets; +2 for its CRLF.
 inline constexpr std::size_t kMaxSaslResponse = 12288 + 2;
+// The TLS close_notify / TCP shutdown at the end of a session gets this long, then the
+// connection is simply closed.
+inline constexpr std::chrono::seconds kShutdownTimeout{2};
 
 }  // namespace rg::protocol
