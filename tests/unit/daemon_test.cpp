@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <chrono>
@@ -203,6 +204,7 @@ struct Running {
   }
   ~Running() {
     asio::post(io, [this] { server.stop(); });
+    work.reset();
     thread.join();
   }
   // Runs `f` on the I/O thread and waits for its result.
@@ -213,6 +215,8 @@ struct Running {
     return p.get_future().get();
   }
   asio::io_context io;
+  // Keeps run() going once no session or listener is left, so on_io() always gets an answer.
+  asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(io);
   TestServer server;
   std::thread thread;
 };
