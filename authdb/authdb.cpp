@@ -47,6 +47,12 @@ const char* const kMigrations[] = {
     "  net TEXT PRIMARY KEY,"
     "  failures INTEGER NOT NULL,"
     "  last_failure_at INTEGER NOT NULL);",
+    // 2 -> 3: the queue summary smtpd keeps for the status file (one row; empty until smtpd writes it).
+    "CREATE TABLE queue_summary("
+    "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  count INTEGER NOT NULL,"
+    "  oldest_enqueued_at INTEGER NOT NULL);"
+    "INSERT INTO queue_summary VALUES(1, 0, 0);",
 };
 static_assert(std::size(kMigrations) == AuthDb::kSchemaVersion);
 
@@ -430,6 +436,24 @@ std::vector<Grant> AuthDb::list(int64_t now) {
       out.push_back(std::move(g));
     }
     return out;
+  });
+}
+
+// ---- the queue summary ----
+
+void AuthDb::set_queue_summary(const QueueSummary& q) {
+  with_retry("write queue summary", [&] {
+    Stmt s(*this, "UPDATE queue_summary SET count=?, oldest_enqueued_at=? WHERE id=1");
+    s.bind(1, q.count).bind(2, q.count > 0 ? q.oldest_enqueued_at : int64_t{0}).run();
+  });
+}
+
+QueueSummary AuthDb::queue_summary() {
+  return with_retry("read queue summary", [&] {
+    Stmt s(*this, "SELECT count, oldest_enqueued_at FROM queue_summary WHERE id=1");
+    QueueSummary q;
+    if (s.step()) q = {s.i64(0), s.i64(1)};
+    return q;
   });
 }
 

@@ -53,6 +53,14 @@ struct Grant {
   int64_t ttl = 0;
 };
 
+// What the queue holds, as smtpd last saw it (the status file's "queue"): messages queued and
+// when the oldest was enqueued (unix seconds; 0 when the queue is empty).
+struct QueueSummary {
+  int64_t count = 0;
+  int64_t oldest_enqueued_at = 0;
+  bool operator==(const QueueSummary&) const = default;
+};
+
 enum class OpenMode {
   MustExist,  // a missing file is an Error (read-only tools)
   Create,     // create the file and schema if missing (daemons, writing CLI commands)
@@ -60,7 +68,7 @@ enum class OpenMode {
 
 class AuthDb {
  public:
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
   static constexpr int kBusyTimeoutMs = 5000;            // per statement, then our own retry
   static constexpr int kBusyRetryLimitMs = 30000;        // total wait before giving up with Error
   static constexpr int64_t kFailureWindowSeconds = 900;  // failed logins older than this are forgotten
@@ -92,6 +100,11 @@ class AuthDb {
   int revoke_user(const std::string& user);
   int purge_expired(int64_t now);
   std::vector<Grant> list(int64_t now);  // live grants only, by ip
+
+  // The queue summary: written by whoever changed the queue (smtpd, relaygatectl queue
+  // commands), read by every writer of the status file, so that none of them lists the spool.
+  void set_queue_summary(const QueueSummary& q);
+  QueueSummary queue_summary();
 
   // Failed logins per network key (shared/ip.h failure_net_key), shared by pop3d and smtpd.
   int64_t failure_count(const std::string& net, int64_t now);

@@ -24,7 +24,7 @@ nlohmann::ordered_json grant_json(const Grant& g) {
   return e;
 }
 
-std::string render_status(const std::vector<Grant>& grants, int64_t now, const spool::Summary* queue) {
+std::string render_status(const std::vector<Grant>& grants, int64_t now, const QueueSummary* queue) {
   nlohmann::ordered_json root;
   root["generated_at"] = iso8601(now);
   auto& list = root["grants"] = nlohmann::ordered_json::array();
@@ -34,15 +34,22 @@ std::string render_status(const std::vector<Grant>& grants, int64_t now, const s
   }
   if (queue)
     root["queue"] = {{"count", queue->count},
-                     {"oldest_age_seconds", queue->count ? nlohmann::ordered_json(now - queue->oldest_created_at)
+                     {"oldest_age_seconds", queue->count ? nlohmann::ordered_json(now - queue->oldest_enqueued_at)
                                                          : nlohmann::ordered_json(nullptr)}};
   return root.dump(2) + "\n";
 }
 
 void write_status_file(const std::filesystem::path& path, const std::vector<Grant>& grants, int64_t now,
-                       const spool::Summary* queue, const std::optional<fsutil::Owner>& owner) {
+                       const QueueSummary* queue, const std::optional<fsutil::Owner>& owner) {
   if (path.has_parent_path()) fsutil::create_directories_owned(path.parent_path(), owner);
   fsutil::atomic_write(path, render_status(grants, now, queue), 0644, owner);
+}
+
+StatusSnapshot read_status(AuthDb& db, int64_t now) { return {db.list(now), db.queue_summary(), now}; }
+
+void write_status_file(const std::filesystem::path& path, const StatusSnapshot& status,
+                       const std::optional<fsutil::Owner>& owner) {
+  write_status_file(path, status.grants, status.now, &status.queue, owner);
 }
 
 }  // namespace rg::authdb

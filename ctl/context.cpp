@@ -58,10 +58,12 @@ spool::Spool Context::spool() const {
   return spool::Spool(cfg.spool_dir);
 }
 
-void Context::write_status() {
-  auto t = now();
-  const spool::Summary queue = spool::Spool(cfg.spool_dir).summary();
-  authdb::write_status_file(cfg.status_file, db().list(t), t, &queue, owner);
+void Context::write_status() { authdb::write_status_file(cfg.status_file, authdb::read_status(db(), now()), owner); }
+
+void Context::queue_changed(const spool::Spool& sp) {
+  const spool::Summary q = sp.summary();
+  db().set_queue_summary({static_cast<int64_t>(q.count), q.oldest_created_at});
+  write_status();
 }
 
 void load_config(Context& ctx, const std::string& config_file) {

@@ -77,7 +77,10 @@ struct Context {
   // path comes from a config file; a missing folder under the embedded defaults stays an error.
   void prepare_database();
   spool::Spool spool() const;
+  // The status file from authdb alone (grants and the queue summary smtpd keeps there).
   void write_status();
+  // After a queue command changed the queue: its summary into authdb, then the status file.
+  void queue_changed(const spool::Spool& sp);
 };
 
 // Loads --config FILE; without it the default file when it exists, else the embedded defaults

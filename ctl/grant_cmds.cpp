@@ -84,8 +84,7 @@ int status(Context& c, const Opts& o) {
   auto t = now();
   auto grants = c.db().list(t);
   if (o.write) {
-    const spool::Summary queue = spool::Spool(c.cfg.spool_dir).summary();
-    authdb::write_status_file(c.cfg.status_file, grants, t, &queue, c.owner);
+    c.write_status();
     std::cout << "status written to " << c.cfg.status_file.string() << "\n";
     return kExitOk;
   }

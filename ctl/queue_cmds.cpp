@@ -128,6 +128,7 @@ int queue_delete(Context& c, const Opts& o) {
     case spool::LockStatus::Locked: break;
   }
   sp.remove(id);
+  c.queue_changed(sp);
   std::cout << "message " << id << " deleted\n";
   return kExitOk;
 }

@@ -20,10 +20,8 @@ namespace {
 
 using config::Config;
 
-// SIGHUP, pop3d's own keys (after daemon::kSharedReloadKeys): the status file it writes needs a
-// restart; its settings (and smtpd's, for the status file's view) apply to new sessions.
+// SIGHUP, pop3d's own keys (after its section and daemon::kSharedReloadKeys).
 constexpr daemon::ReloadKey kReloadKeys[] = {
-    {"status_file", daemon::differs<&Config::status_file>, nullptr},
     {"smtpd", nullptr, daemon::take<&Config::smtpd>},
 };
 
@@ -36,40 +34,11 @@ const daemon::Profile kProfile{
 
 }  // namespace
 
-void StatusPublisher::request() {
-  if (running_) {
-    dirty_ = true;
-    return;
-  }
-  running_ = true;
-  asio::co_spawn(io_, run(), log::OnCrash{"session-crashed"});
-}
-
-asio::awaitable<void> StatusPublisher::run() {
-  do {
-    dirty_ = false;
-    try {
-      const int64_t now = std::time(nullptr);
-      // The grants are read here (authdb is the I/O thread's); listing the spool and the
-      // fsync run on the pool. A named job, not a temporary: g++ 12 double-destroys prvalue
-      // arguments to a coroutine inside co_await (the GCC PR 100611 family).
-      auto job = [file = file_, spool = spool_dir_, grants = db_.list(now), now] {
-        const spool::Summary queue = spool::Spool(spool).summary();
-        authdb::write_status_file(file, grants, now, &queue);
-      };
-      co_await pool_.run(job);
-    } catch (const std::exception& e) {
-      log::error().kv("event", "status-write-failed").kv("file", file_.string()).kv("error", e.what());
-    }
-  } while (dirty_);
-  running_ = false;
-}
-
 Server::Server(asio::io_context& io_ctx, Config config)
     : daemon::ServerBase(io_ctx, std::move(config), kProfile),
       db(cfg.database, authdb::OpenMode::Create),
       auth(db, pool, cfg),
-      status(io_ctx, db, pool, cfg.status_file, cfg.spool_dir),
+      status(io_ctx, cfg.status_file, [this] { return rewrite_status(); }),
       timer_(io_ctx) {}
 
 Server::~Server() = default;
@@ -77,6 +46,16 @@ Server::~Server() = default;
 asio::awaitable<void> Server::session(config::Listener listener, net::Stream stream,
                                       net::ConnectionLimiter::Token token) {
   return run_session(*this, std::move(listener), std::move(stream), std::move(token));
+}
+
+asio::awaitable<void> Server::rewrite_status() {
+  // authdb is the I/O thread's: the snapshot is taken here, the write and its fsync run on the
+  // pool. A named job, not a temporary: g++ 12 double-destroys prvalue arguments to a coroutine
+  // inside co_await (the GCC PR 100611 family).
+  auto job = [file = status.file(), snapshot = authdb::read_status(db, std::time(nullptr))] {
+    authdb::write_status_file(file, snapshot);
+  };
+  co_await pool.run(job);
 }
 
 void Server::on_start() { spawn(housekeeping()); }

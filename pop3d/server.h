@@ -20,26 +20,6 @@
 
 namespace rg::pop3 {
 
-// Rewrites the status file after grant changes, coalescing bursts: at most one write in
-// flight, and one more if anything changed meanwhile (the fsync runs on the worker pool).
-class StatusPublisher {
- public:
-  StatusPublisher(boost::asio::io_context& io, authdb::AuthDb& db, net::WorkerPool& pool, std::filesystem::path file,
-                  std::filesystem::path spool_dir)
-      : io_(io), db_(db), pool_(pool), file_(std::move(file)), spool_dir_(std::move(spool_dir)) {}
-  void request();
-
- private:
-  boost::asio::awaitable<void> run();
-  boost::asio::io_context& io_;
-  authdb::AuthDb& db_;
-  net::WorkerPool& pool_;
-  std::filesystem::path file_;
-  std::filesystem::path spool_dir_;  // for the queue summary (count, oldest age)
-  bool running_ = false;
-  bool dirty_ = false;
-};
-
 // The skeleton (listeners, session registry, reload table) plus what only pop3d has. A session
 // is drained by closing its connection (nothing is removed: deletions happen only at QUIT).
 class Server : public daemon::ServerBase {
@@ -49,7 +29,8 @@ class Server : public daemon::ServerBase {
 
   authdb::AuthDb db;
   Authenticator auth;
-  StatusPublisher status;
+  // The status file, rewritten after grant changes and every grants.status_interval_seconds.
+  daemon::StatusPublisher status;
 
  private:
   boost::asio::awaitable<void> session(config::Listener listener, net::Stream stream,
@@ -57,6 +38,7 @@ class Server : public daemon::ServerBase {
   void on_start() override;  // the periodic purge + status rewrite
   void on_stop() override;
   boost::asio::awaitable<void> housekeeping();
+  boost::asio::awaitable<void> rewrite_status();
   boost::asio::steady_timer timer_;
 };
 

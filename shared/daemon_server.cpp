@@ -22,6 +22,7 @@ constexpr ReloadKey kShared[] = {
     {"tls", nullptr, take<&Config::tls>},
     {"database", differs<&Config::database>, nullptr},
     {"maildir_root", differs<&Config::maildir_root>, nullptr},
+    {"status_file", differs<&Config::status_file>, nullptr},
     {"hostname", nullptr, take<&Config::hostname>},
     {"local_domains", nullptr, take<&Config::local_domains>},
     {"grants", nullptr, take<&Config::grants>},
@@ -38,6 +39,27 @@ bool same_listeners(const std::vector<config::Listener>& a, const std::vector<co
     if (a[i].address != b[i].address || a[i].port != b[i].port || a[i].tls != b[i].tls || a[i].mode != b[i].mode)
       return false;
   return true;
+}
+
+void StatusPublisher::request() {
+  if (running_) {
+    dirty_ = true;
+    return;
+  }
+  running_ = true;
+  asio::co_spawn(io_, run(), log::OnCrash{"session-crashed"});
+}
+
+asio::awaitable<void> StatusPublisher::run() {
+  do {
+    dirty_ = false;
+    try {
+      co_await rewrite_();
+    } catch (const std::exception& e) {
+      log::error().kv("event", "status-write-failed").kv("file", file_.string()).kv("error", e.what());
+    }
+  } while (dirty_);
+  running_ = false;
 }
 
 std::shared_ptr<asio::ssl::context> load_tls(const config::Config& cfg) {

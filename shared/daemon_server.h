@@ -8,6 +8,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <span>
@@ -97,6 +98,27 @@ struct Profile {
 // The reload keys every daemon treats alike: the certificate's paths, the files both hold open,
 // and the settings sessions read per command.
 extern const std::span<const ReloadKey> kSharedReloadKeys;
+
+// Rewrites the status file when asked, coalescing bursts: at most one rewrite in flight, and one
+// more if asked meanwhile. `rewrite` is the daemon's job (its authdb snapshot on the I/O thread,
+// the write and fsync on a worker pool); a failure is logged as status-write-failed and the next
+// request tries again.
+class StatusPublisher {
+ public:
+  StatusPublisher(boost::asio::io_context& io, std::filesystem::path file,
+                  std::function<boost::asio::awaitable<void>()> rewrite)
+      : io_(io), file_(std::move(file)), rewrite_(std::move(rewrite)) {}
+  void request();
+  const std::filesystem::path& file() const { return file_; }
+
+ private:
+  boost::asio::awaitable<void> run();
+  boost::asio::io_context& io_;
+  std::filesystem::path file_;
+  std::function<boost::asio::awaitable<void>()> rewrite_;
+  bool running_ = false;
+  bool dirty_ = false;
+};
 
 // Loads the server certificate for `cfg` (generating a self-signed one first only where
 // tls.generate_self_signed allows it: a mistyped path is an error). Throws naming the problem.

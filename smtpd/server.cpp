@@ -6,6 +6,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "authdb/status.h"
 #include "shared/daemon.h"
 #include "shared/log.h"
 #include "smtpd/outbound/queue_runner.h"
@@ -57,10 +58,12 @@ Server::Server(asio::io_context& io_ctx, Config config)
       disk_pool(kDiskThreads),
       auth(db, pool, cfg),
       spool(cfg.spool_dir),
-      trusted(parse_trusted(cfg)) {
+      trusted(parse_trusted(cfg)),
+      status(io_ctx, cfg.status_file, [this] { return rewrite_status(); }) {
   spool.ensure();
   if (cfg.smarthost.configured()) {
     queue = std::make_unique<QueueRunner>(io, cfg, db, disk_pool);
+    queue->on_change = [this] { status.request(); };
   } else if (auto left = spool.summary(); left.count > 0) {
     log::warn()
         .kv("event", "queue-not-delivered")
@@ -82,6 +85,19 @@ void Server::on_start() {
   spawn(report_status());
 }
 
+asio::awaitable<void> Server::rewrite_status() {
+  // Listing the spool and the fsync run on the disk pool, authdb on the I/O thread. Named jobs,
+  // not temporaries: g++ 12 double-destroys prvalue arguments to a coroutine inside co_await.
+  auto list = [s = spool] { return s.summary(); };
+  const spool::Summary queued = co_await disk_pool.run(list);
+  const authdb::QueueSummary summary{static_cast<int64_t>(queued.count), queued.oldest_created_at};
+  if (db.queue_summary() != summary) db.set_queue_summary(summary);
+  auto write = [file = status.file(), snapshot = authdb::read_status(db, std::time(nullptr))] {
+    authdb::write_status_file(file, snapshot);
+  };
+  co_await disk_pool.run(write);
+}
+
 asio::awaitable<void> Server::report_status() {
   while (!stopping()) {
     std::string line = "STATUS=sessions=" + std::to_string(limiter.total()) +
@@ -91,6 +107,7 @@ asio::awaitable<void> Server::report_status() {
     } catch (const std::exception&) {
     }
     daemon::notify(line);
+    status.request();  // generated_at, and grants expired since, at least once a minute
     status_timer_->expires_after(std::chrono::seconds(60));
     auto [ec] = co_await status_timer_->async_wait(asio::as_tuple(asio::use_awaitable));
     if (ec) co_return;

@@ -40,6 +40,9 @@ class Server : public daemon::ServerBase {
   Authenticator auth;
   spool::Spool spool;
   std::vector<Cidr> trusted;
+  // The status file, rewritten with a fresh queue summary whenever the queue changes (the queue
+  // runner's watch on queue/), at start and once a minute.
+  daemon::StatusPublisher status;
   // Delivery to the smarthost; null when none is configured (non-local RCPTs are refused).
   // Declared last: destroyed first, before the pool and the database it uses.
   std::unique_ptr<QueueRunner> queue;
@@ -54,6 +57,8 @@ class Server : public daemon::ServerBase {
   // New trusted networks; the queue runner takes new smarthost and retry settings.
   std::function<void()> prepare_reload(const config::Config& fresh) override;
   boost::asio::awaitable<void> report_status();  // systemd STATUS= counts once a minute
+  // Lists the spool, stores its summary in authdb, then rewrites the status file from authdb.
+  boost::asio::awaitable<void> rewrite_status();
   std::unique_ptr<boost::asio::steady_timer> status_timer_;
 };
 

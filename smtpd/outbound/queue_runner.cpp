@@ -206,11 +206,11 @@ asio::awaitable<void> QueueRunner::watcher() {
       if (ec != asio::error::operation_aborted) log::warn().kv("event", "queue-watch-failed").kv("error", ec.message());
       co_return;
     }
-    bool any = false;
+    bool any = false, changed = false;
     for (const auto& [mask, name] : queue::parse_inotify_events({buf.data(), n})) {
       if (mask & IN_Q_OVERFLOW) {
         next_scan_ = 0;
-        any = true;
+        any = changed = true;
         continue;
       }
       if (name.size() <= 4 || name.compare(name.size() - 4, 4, ".env") != 0) continue;
@@ -227,7 +227,9 @@ asio::awaitable<void> QueueRunner::watcher() {
         auto it = items_.find(id);
         if (it != items_.end() && !it->second.busy) items_.erase(it);
       }
+      changed = true;
     }
+    if (changed && on_change) on_change();
     if (any) kick();
   }
 }

@@ -14,6 +14,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -53,6 +54,9 @@ class QueueRunner {
   void reload(const config::Config& fresh);
   // Wakes the dispatcher (new mail, a flush).
   void kick();
+  // Called on the I/O thread when the watch on queue/ sees an envelope arrive or go (smtpd's
+  // enqueues, deliveries, relaygatectl): smtpd refreshes the queue summary and the status file.
+  std::function<void()> on_change;
 
  private:
   using Item = queue::Slot;

@@ -218,6 +218,37 @@ TEST(AuthDbFiles, MigratesFromSchemaVersionOne) {
   EXPECT_TRUE(db.find_user("carol"));
   db.record_failure("192.0.2.5", T0);  // table added by migration 2
   EXPECT_EQ(db.failure_count("192.0.2.5", T0), 1);
+  EXPECT_EQ(db.queue_summary(), (rg::authdb::QueueSummary{0, 0}));  // table added by migration 3
+  db.set_queue_summary({2, T0});
+  EXPECT_EQ(db.queue_summary(), (rg::authdb::QueueSummary{2, T0}));
+}
+
+// The queue summary (schema 3): one row, read back as written, empty until smtpd writes it; an
+// empty queue has no oldest message; it survives reopening (relaygatectl reads what smtpd wrote).
+TEST(AuthDbQueueSummary, StoresTheLastSummaryWritten) {
+  TempDir dir;
+  const fs::path file = dir / "q.db";
+  using Q = rg::authdb::QueueSummary;
+  struct Row {
+    Q written, read;
+  };
+  const Row rows[] = {
+      {{1, T0}, {1, T0}},
+      {{5, T0 - 3600}, {5, T0 - 3600}},
+      {{0, T0}, {0, 0}},  // empty: oldest is meaningless, stored as 0
+      {{0, 0}, {0, 0}},
+  };
+  {
+    AuthDb db(file);
+    EXPECT_EQ(db.queue_summary(), (Q{0, 0}));
+    for (const Row& r : rows) {
+      db.set_queue_summary(r.written);
+      EXPECT_EQ(db.queue_summary(), r.read) << r.written.count;
+    }
+    db.set_queue_summary({3, T0});
+  }
+  AuthDb again(file, OpenMode::MustExist);
+  EXPECT_EQ(again.queue_summary(), (Q{3, T0}));
 }
 
 TEST(AuthDbFiles, MissingFileIsNamed) {

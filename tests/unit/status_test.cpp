@@ -86,4 +86,49 @@ TEST(StatusFile, ReaderNeverSeesPartialJsonDuring1000Rewrites) {
   fs::remove_all(dir);
 }
 
+// The "queue" object (README): count and the age of the oldest message, null when empty; no
+// "queue" key at all when no summary is given.
+TEST(StatusFile, QueueSummaryRows) {
+  using Q = rg::authdb::QueueSummary;
+  const int64_t now = 1800000500;
+  struct Row {
+    Q queue;
+    const char* json;
+  };
+  const Row rows[] = {
+      {{0, 0}, R"({"count":0,"oldest_age_seconds":null})"},
+      {{1, now}, R"({"count":1,"oldest_age_seconds":0})"},
+      {{3, now - 90}, R"({"count":3,"oldest_age_seconds":90})"},
+  };
+  for (const Row& r : rows) {
+    auto j = nlohmann::ordered_json::parse(rg::authdb::render_status({}, now, &r.queue));
+    EXPECT_EQ(j["queue"].dump(), r.json) << r.queue.count;
+  }
+  EXPECT_FALSE(nlohmann::json::parse(rg::authdb::render_status({}, now)).contains("queue"));
+}
+
+// The status file from authdb alone: what read_status takes is what the file shows, byte for byte.
+TEST(StatusFile, WrittenFromAuthDbAlone) {
+  char tmpl[] = "/tmp/rg-status-XXXXXX";
+  const fs::path dir = mkdtemp(tmpl);
+  const int64_t now = 1800000500;
+  rg::authdb::AuthDb db(dir / "relaygate.db");
+  ASSERT_TRUE(db.add_user("alice", "$y$x", std::nullopt, now));
+  ASSERT_TRUE(db.grant("192.0.2.1", "alice", "pop3", 1800, now));
+  db.set_queue_summary({2, now - 60});
+  const auto snap = rg::authdb::read_status(db, now);
+  ASSERT_EQ(snap.grants.size(), 1u);
+  EXPECT_EQ(snap.queue, (rg::authdb::QueueSummary{2, now - 60}));
+  rg::authdb::write_status_file(dir / "run/status.json", snap);
+  std::ifstream in(dir / "run/status.json");
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_EQ(text.str(), rg::authdb::render_status(snap.grants, now, &snap.queue));
+  auto j = nlohmann::json::parse(text.str());
+  EXPECT_EQ(j["grants"][0]["ip"], "192.0.2.1");
+  EXPECT_EQ(j["queue"]["count"], 2);
+  EXPECT_EQ(j["queue"]["oldest_age_seconds"], 60);
+  fs::remove_all(dir);
+}
+
 }  // namespace
