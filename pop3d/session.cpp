@@ -31,10 +31,14 @@ namespace asio = boost::asio;
 Session::Session(Server& server, config::Listener listener, net::Stream stream)
     : srv_(server), listener_(std::move(listener)), stream_(std::move(stream)) {
   id_ = "pop3-" + std::to_string(getpid()) + "-" + std::to_string(++server.sessions_started);
-  srv_.track(stream_);
+  srv_.track(this);
 }
 
-Session::~Session() { srv_.untrack(stream_); }
+Session::~Session() { srv_.untrack(this); }
+
+// SIGTERM: closing cancels the pending read or write; run() then logs its end and returns (a POP3
+// session has no transaction to finish: deletions happen only at QUIT).
+void Session::stop_if_idle() { stream_.close(); }
 
 void Session::reply(std::string_view status, std::string_view text) {
   std::string line(status);
