@@ -105,7 +105,6 @@ class Session final : public daemon::Drainable {
   std::string_view mech_of(std::string_view method) const;
 
   // Authentication (session_login.cpp), and the POP3 framing of the SASL exchange.
-  class Pop3SaslTransport;
   boost::asio::awaitable<void> login(const std::string& user, const char* method);
   boost::asio::awaitable<void> login_failed(const char* method, std::string_view login, std::string_view why);
 
