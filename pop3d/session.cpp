@@ -128,13 +128,7 @@ asio::awaitable<void> Session::run() {
       .kv("port", stream_.remote_port())
       .kv("listener", listener_.port)
       .kv("tls", config::to_string(listener_.tls));
-  if (listener_.tls == config::TlsMode::Implicit) {
-    const auto tls = srv_.tls;  // kept alive across the handshake even if SIGHUP replaces it
-    if (auto ec = co_await stream_.start_tls(*tls, Limits::kTlsHandshakeTimeout)) {
-      log::info(id_).kv("event", "disconnect").kv("reason", "tls-handshake-failed").kv("error", ec.message());
-      co_return;
-    }
-  }
+  if (!co_await srv_.implicit_tls(stream_, listener_, id_, Limits::kTlsHandshakeTimeout)) co_return;
   // RFC 1939 §7: the APOP timestamp is unique per greeting (pid, counter, time, random bytes).
   apop_timestamp_ = sasl::make_msgid_challenge(srv_.cfg.hostname);
   ok("POP3 server ready " + apop_timestamp_);

@@ -113,6 +113,17 @@ void ServerBase::stop() {
 
 std::function<void()> ServerBase::prepare_reload(const config::Config&) { return {}; }
 
+asio::awaitable<bool> ServerBase::implicit_tls(net::Stream& stream, const config::Listener& listener,
+                                               std::string_view session_id, net::Duration timeout) {
+  if (listener.tls != config::TlsMode::Implicit) co_return true;
+  const auto ctx = tls;  // kept alive across the handshake even if SIGHUP replaces it
+  if (auto ec = co_await stream.start_tls(*ctx, timeout)) {
+    log::info(session_id).kv("event", "disconnect").kv("reason", "tls-handshake-failed").kv("error", ec.message());
+    co_return false;
+  }
+  co_return true;
+}
+
 void ServerBase::reload(config::Config fresh) {
   // Everything that can fail comes first, so a bad certificate or key leaves the old config in force.
   auto fresh_tls = load_tls(fresh);
