@@ -2,6 +2,7 @@
 #include "authdb/users.h"
 
 #include "authdb/password.h"
+#include "shared/ascii.h"
 
 namespace rg::authdb {
 
@@ -23,11 +24,7 @@ std::optional<std::string> user_name_problem(std::string_view name) {
   return std::nullopt;
 }
 
-std::string canonical_user_name(std::string_view name) {
-  std::string out(name);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
+std::string canonical_user_name(std::string_view name) { return ascii::lower(name); }
 
 std::optional<std::string> login_to_user(std::string_view login, const std::vector<std::string>& local_domains) {
   std::string_view local = login;

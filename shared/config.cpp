@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "shared/ascii.h"
 #include "shared/ip.h"
 
 namespace rg::config {
@@ -25,11 +26,6 @@ using json = nlohmann::json;
 
 // Unknown keys within this edit distance of a known key get a "did you mean" hint.
 constexpr size_t kMaxSuggestionDistance = 2;
-
-std::string lower(std::string s) {
-  for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  return s;
-}
 
 // Optimal string alignment distance (Levenshtein plus adjacent transpositions): a typo such as
 // "prot" for "port" is one edit, not two.
@@ -54,7 +50,7 @@ std::optional<std::string> nearest_key(const std::string& key, const std::set<st
   std::optional<std::string> best;
   size_t best_d = limit + 1;
   for (const auto& k : known) {
-    const size_t d = edit_distance(lower(key), lower(k));
+    const size_t d = edit_distance(ascii::lower(key), ascii::lower(k));
     if (d < best_d) {
       best_d = d;
       best = k;
@@ -247,7 +243,7 @@ void read_mechanisms(ObjectReader& r, const std::string& key, std::vector<std::s
   r.get_string_list(key, out);
   for (size_t i = 0; i < out.size(); ++i) {
     std::string& m = out[i];
-    for (auto& ch : m) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    m = ascii::upper(m);
     const std::string at = r.key_path(key) + "[" + std::to_string(i) + "]";
     if (std::find(std::begin(kSaslMechanisms), std::end(kSaslMechanisms), m) == std::end(kSaslMechanisms))
       r.fail(at, "expected one of \"PLAIN\" \"LOGIN\" \"CRAM-MD5\" \"DIGEST-MD5\"", json(m));
@@ -308,7 +304,7 @@ Config parse(const std::string& text, const fs::path& name, const fs::path& base
   r.get_string_list("local_domains", c.local_domains);
   for (size_t i = 0; i < c.local_domains.size(); ++i) {
     std::string& d = c.local_domains[i];
-    for (auto& ch : d) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    d = ascii::lower(d);
     if (!valid_domain(d))
       throw ConfigError(file + ": local_domains[" + std::to_string(i) + "]: expected a domain name, got \"" + d + "\"");
   }

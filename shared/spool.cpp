@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <span>
 #include <system_error>
 #include <thread>
 
@@ -71,32 +72,34 @@ bool valid_id(std::string_view id) {
   return true;
 }
 
+// The envelope's JSON is its fields by name (nlohmann's type macros: one list per struct, so a
+// new field cannot be written and forgotten when read). Reading takes a missing optional key
+// from the default-constructed struct, which is how envelopes of older versions still load.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Recipient, address, state, last_error, status, diagnostic,
+                                                last_attempt_at, notified)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Envelope, id, sender, recipients, created_at, size, attempts,
+                                                next_attempt_at, held, client_ip, auth, last_attempt_at, dsn_count,
+                                                warned, dsn_of, dsn_seq)
+
+namespace {
+
+// Keys an envelope cannot do without (the defaults would make a different message of it).
+constexpr std::string_view kRequiredKeys[] = {"id", "sender", "recipients", "created_at", "size"};
+constexpr std::string_view kRequiredRecipientKeys[] = {"address", "state"};
+
+void require(const nlohmann::json& j, std::span<const std::string_view> keys, const char* what) {
+  if (!j.is_object()) throw std::runtime_error(std::string(what) + " is not an object");
+  for (auto key : keys)
+    if (!j.contains(key)) throw std::runtime_error(std::string(what) + " has no \"" + std::string(key) + "\"");
+}
+
+}  // namespace
+
 std::string to_json(const Envelope& e) {
-  nlohmann::ordered_json j;
-  j["id"] = e.id;
-  j["sender"] = e.sender;
-  auto& rcpts = j["recipients"] = nlohmann::ordered_json::array();
-  for (auto& r : e.recipients)
-    rcpts.push_back({{"address", r.address},
-                     {"state", r.state},
-                     {"last_error", r.last_error},
-                     {"status", r.status},
-                     {"diagnostic", r.diagnostic},
-                     {"last_attempt_at", r.last_attempt_at},
-                     {"notified", r.notified}});
-  j["created_at"] = e.created_at;
-  j["size"] = e.size;
-  j["attempts"] = e.attempts;
-  j["next_attempt_at"] = e.next_attempt_at;
-  j["held"] = e.held;
-  j["client_ip"] = e.client_ip;
-  j["auth"] = e.auth;
-  j["last_attempt_at"] = e.last_attempt_at;
-  j["dsn_count"] = e.dsn_count;
-  j["warned"] = e.warned;
-  if (!e.dsn_of.empty()) {
-    j["dsn_of"] = e.dsn_of;
-    j["dsn_seq"] = e.dsn_seq;
+  nlohmann::json j = e;
+  if (e.dsn_of.empty()) {  // only a DSN names the message it reports on
+    j.erase("dsn_of");
+    j.erase("dsn_seq");
   }
   return j.dump() + "\n";
 }
@@ -104,34 +107,13 @@ std::string to_json(const Envelope& e) {
 Envelope from_json(std::string_view text, const std::string& source) {
   try {
     auto j = nlohmann::json::parse(text);
-    Envelope e;
-    e.id = j.at("id").get<std::string>();
-    e.sender = j.at("sender").get<std::string>();
-    for (auto& r : j.at("recipients")) {
-      Recipient rc;
-      rc.address = r.at("address").get<std::string>();
-      rc.state = r.at("state").get<std::string>();
-      rc.last_error = r.value("last_error", "");
-      rc.status = r.value("status", "");
-      rc.diagnostic = r.value("diagnostic", "");
-      rc.last_attempt_at = r.value("last_attempt_at", int64_t{0});
-      rc.notified = r.value("notified", false);
+    require(j, kRequiredKeys, "the envelope");
+    if (!j.at("recipients").is_array()) throw std::runtime_error("\"recipients\" is not an array");
+    for (auto& r : j.at("recipients")) require(r, kRequiredRecipientKeys, "a recipient");
+    auto e = j.get<Envelope>();
+    for (auto& rc : e.recipients)
       if (rc.state != "pending" && rc.state != "delivered" && rc.state != "failed")
         throw std::runtime_error("unknown recipient state \"" + rc.state + "\"");
-      e.recipients.push_back(std::move(rc));
-    }
-    e.created_at = j.at("created_at").get<int64_t>();
-    e.size = j.at("size").get<uint64_t>();
-    e.attempts = j.value("attempts", int64_t{0});
-    e.next_attempt_at = j.value("next_attempt_at", int64_t{0});
-    e.held = j.value("held", false);
-    e.client_ip = j.value("client_ip", "");
-    e.auth = j.value("auth", "");
-    e.last_attempt_at = j.value("last_attempt_at", int64_t{0});
-    e.dsn_count = j.value("dsn_count", int64_t{0});
-    e.warned = j.value("warned", false);
-    e.dsn_of = j.value("dsn_of", "");
-    e.dsn_seq = j.value("dsn_seq", int64_t{0});
     if (!valid_id(e.id)) throw std::runtime_error("invalid id \"" + e.id + "\"");
     return e;
   } catch (const std::exception& ex) {

@@ -7,6 +7,8 @@
 
 #include <cctype>
 
+#include "shared/ascii.h"
+
 namespace rg::smtp {
 namespace {
 
@@ -35,12 +37,6 @@ bool is_atext(unsigned char c) {
     case '~': return true;
     default: return false;
   }
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
 }
 
 bool valid_dot_string(std::string_view s) {
@@ -120,7 +116,7 @@ std::string Mailbox::text() const {
 
 ParseResult parse_path_arg(std::string_view arg, std::string_view prefix, bool allow_null) {
   ParseResult r;
-  if (arg.size() < prefix.size() || lower(arg.substr(0, prefix.size())) != lower(prefix)) {
+  if (arg.size() < prefix.size() || !ascii::iequals(arg.substr(0, prefix.size()), prefix)) {
     r.error = syntax("Syntax: " + std::string(prefix) + "<address>");
     return r;
   }
@@ -241,9 +237,9 @@ ParseResult parse_path_arg(std::string_view arg, std::string_view prefix, bool a
         return r;
       }
       mb.literal = true;
-      mb.domain = lower(domain_part);
+      mb.domain = ascii::lower(domain_part);
     } else {
-      std::string d = lower(domain_part);
+      std::string d = ascii::lower(domain_part);
       if (!d.empty() && d.back() == '.') d.pop_back();  // "bob@local." is "bob@local"
       if (!valid_domain(d)) {
         r.error = syntax("Invalid domain");
@@ -266,8 +262,7 @@ ParseResult parse_path_arg(std::string_view arg, std::string_view prefix, bool a
     p = end == std::string_view::npos ? params.size() : end;
     if (kv.empty()) continue;
     size_t eq = kv.find('=');
-    std::string key = lower(kv.substr(0, eq));
-    for (auto& c : key) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    std::string key = ascii::upper(kv.substr(0, eq));
     if (key.empty()) {
       r.error = syntax("Invalid parameter");
       return r;
@@ -306,8 +301,7 @@ MailParams parse_mail_params(const std::vector<std::pair<std::string, std::strin
         return r;
       }
     } else if (key == "BODY") {
-      std::string v = value;
-      for (auto& c : v) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      std::string v = ascii::upper(value);
       if (v != "7BIT" && v != "8BITMIME") {
         r.refusal = ParamRefusal{501, "5.5.4", "Bad BODY parameter", "syntax"};
         return r;

@@ -46,7 +46,7 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, std::function<void(tc
                                   std::chrono::milliseconds backoff) {
   asio::steady_timer pause(co_await asio::this_coro::executor);
   for (;;) {
-    auto [ec, socket] = co_await acceptor.async_accept(detail::tuple_awaitable);
+    auto [ec, socket] = co_await acceptor.async_accept(tuple_awaitable);
     if (!ec) {
       on_accept(std::move(socket));
       continue;
@@ -55,7 +55,7 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, std::function<void(tc
     if (ec == asio::error::connection_aborted) continue;  // peer gave up while queued
     if (on_error) on_error(ec);
     pause.expires_after(backoff);
-    co_await pause.async_wait(detail::tuple_awaitable);
+    co_await pause.async_wait(tuple_awaitable);
     if (!acceptor.is_open()) co_return;
   }
 }

@@ -3,6 +3,7 @@
 // with buffer_ empty (CVE-2011-0411); an idle plain stream holds no read buffer.
 #include "shared/net/stream.h"
 
+#include "shared/ip.h"
 #include "shared/net/timed.h"
 
 #include <boost/asio/read.hpp>
@@ -15,8 +16,6 @@
 
 namespace rg::net {
 
-using detail::timed;
-using detail::tuple_awaitable;
 using std::chrono::steady_clock;
 using tcp = asio::ip::tcp;
 
@@ -36,9 +35,11 @@ LineScan scan_line(std::string_view buffered, std::size_t max_octets) noexcept {
 }
 
 std::string canonical_ip(const asio::ip::address& address) {
-  if (address.is_v6() && address.to_v6().is_v4_mapped())
-    return asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()).to_string();
-  return address.to_string();
+  // One canonical form for grant keys: the text parser's (shared/ip.h), so an address read from
+  // a socket and one typed by an administrator make the same key. A scoped link-local address
+  // (fe80::1%eth0), which the parser refuses, keeps Asio's text.
+  std::string text = address.to_string();
+  return rg::canonical_ip(text).value_or(text);
 }
 
 struct Stream::Tls {

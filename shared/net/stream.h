@@ -34,7 +34,8 @@ struct LineScan {
 };
 LineScan scan_line(std::string_view buffered, std::size_t max_octets) noexcept;
 
-// Canonical text form of an address: IPv4-mapped IPv6 (::ffff:a.b.c.d) folds to a.b.c.d.
+// Canonical text form of an address, as rg::canonical_ip (shared/ip.h) makes it from text:
+// IPv4-mapped IPv6 (::ffff:a.b.c.d) folds to a.b.c.d.
 std::string canonical_ip(const asio::ip::address& address);
 
 class Stream {

@@ -1,6 +1,7 @@
-// Internal to rg_net: run one as_tuple awaitable against a deadline (Boost 1.81 has no
-// cancel_after). Invariant: when the deadline wins, the operation is cancelled and has
-// completed before this returns; the result is then errc::timeout.
+// Run one as_tuple awaitable against a deadline (Boost 1.81 has no cancel_after): the one
+// timeout helper of the tree, used by net::Stream and by the outbound SMTP client. Invariant:
+// when the deadline wins, the operation is cancelled and has completed before this returns;
+// the result is then errc::timeout.
 #pragma once
 
 #include "shared/net/errors.h"
@@ -16,7 +17,7 @@
 #include <tuple>
 #include <utility>
 
-namespace rg::net::detail {
+namespace rg::net {
 
 // Completion token for awaitables that return (error_code, results...) instead of throwing.
 inline constexpr auto tuple_awaitable = boost::asio::as_tuple(boost::asio::use_awaitable);
@@ -32,4 +33,11 @@ boost::asio::awaitable<std::tuple<boost::system::error_code, T...>> timed(
   co_return std::tuple<boost::system::error_code, T...>{make_error_code(errc::timeout), T{}...};
 }
 
-}  // namespace rg::net::detail
+template <class... T>
+boost::asio::awaitable<std::tuple<boost::system::error_code, T...>> timed(
+    boost::asio::awaitable<std::tuple<boost::system::error_code, T...>> op,
+    std::chrono::steady_clock::duration timeout) {
+  return timed(std::move(op), std::chrono::steady_clock::now() + timeout);
+}
+
+}  // namespace rg::net

@@ -18,9 +18,11 @@
 #include <set>
 
 #include "authdb/users.h"
+#include "shared/ascii.h"
 #include "shared/log.h"
 #include "shared/net/tls.h"
 #include "smtpd/outbound/queue_dsn.h"
+#include "smtpd/outbound/queue_plan.h"
 #include "smtpd/outbound/spool_watch.h"
 
 namespace rg::smtp {
@@ -61,12 +63,6 @@ std::string read_password(const config::Config& cfg) {
     throw config::ConfigError(cfg.file.filename().string() +
                               ": smarthost.password_file: " + cfg.smarthost.password_file.string() + " is empty");
   return line;
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
 }
 
 }  // namespace
@@ -180,23 +176,25 @@ asio::awaitable<void> QueueRunner::dispatcher() {
       now = now_s();
       next_scan_ = now + limits_.scan_interval_seconds;
     }
-    int64_t earliest = next_scan_;
-    for (auto& [id, item] : items_) {
-      if (item.busy || item.held) continue;
-      if (item.next <= now) {
-        item.busy = true;
-        ready_.push_back(id);
-      } else {
-        earliest = std::min(earliest, item.next);
-      }
+    queue::DispatchInput in;
+    in.now = now;
+    in.next_scan = next_scan_;
+    in.waiting = ready_.size();
+    in.connections = connections_;
+    in.idle = idle_.size();
+    in.max_connections = static_cast<size_t>(limits_.max_connections);
+    const queue::Dispatch plan = queue::plan_dispatch(items_, in);
+    for (const auto& id : plan.due) {
+      items_[id].busy = true;
+      ready_.push_back(id);
     }
-    const size_t max_connections = static_cast<size_t>(limits_.max_connections);
     if (!ready_.empty())
       for (auto* timer : idle_) timer->cancel();  // lingering connections take work first
-    while (!ready_.empty() && connections_ < max_connections && connections_ - idle_.size() < ready_.size()) {
+    for (size_t i = 0; i < plan.open; ++i) {
       ++connections_;
       asio::co_spawn(io_, connection(), log_crash);
     }
+    const int64_t earliest = plan.wake_at;
     if (kicked_) {
       kicked_ = false;
       continue;
@@ -265,8 +263,7 @@ asio::awaitable<void> QueueRunner::rescan() {
     auto& item = items_[env.id];
     if (item.busy) continue;
     item.held = env.held;
-    const bool other_work = queue::pending(env).empty() || !queue::unnotified_failures(env).empty();
-    item.next = other_work ? 0 : env.next_attempt_at;
+    item.next = queue::next_look(env);
   }
   for (auto it = items_.begin(); it != items_.end();) {
     if (!it->second.busy && !seen.count(it->first))
@@ -393,81 +390,34 @@ asio::awaitable<void> QueueRunner::finish(Job& job, const client::Client& client
 }
 
 queue::Plan QueueRunner::plan(const spool::Envelope& env, const std::string& message, int64_t now) {
-  queue::Plan p;
-  p.id = env.id;
-  p.recorded = env;
-  spool::Envelope fin = env;
-
-  // Where a DSN to the sender goes: a local mailbox, the queue, nowhere, or "ask again later".
-  enum class Target { Local, Remote, Drop, Retry } target = Target::Remote;
-  std::string local_user;
+  queue::AttemptInput in;
+  in.reporting_mta = cfg_.hostname;
+  in.remote_mta = options_->host;
+  in.policy = policy_;
+  in.now = now;
+  // Where a DSN to the sender goes: a local sender gets it in their mailbox (or nowhere, if
+  // there is no such user); a failed lookup decides on a later pass.
   const auto at = env.sender.rfind('@');
-  const std::string domain = at == std::string::npos ? std::string() : lower(env.sender.substr(at + 1));
+  const std::string domain = at == std::string::npos ? std::string() : ascii::lower(env.sender.substr(at + 1));
   if (std::find(cfg_.local_domains.begin(), cfg_.local_domains.end(), domain) != cfg_.local_domains.end()) {
     const std::string local = env.sender.substr(0, at);
-    target = Target::Drop;
+    in.target = queue::DsnTarget::Drop;
     if (!authdb::user_name_problem(local)) {
       try {
         if (auto u = db_.find_user(authdb::canonical_user_name(local))) {
-          target = Target::Local;
-          local_user = u->name;
+          in.target = queue::DsnTarget::Local;
+          in.local_user = u->name;
         }
       } catch (const authdb::Error& e) {
         log::error(env.id).kv("event", "dsn-lookup-failed").kv("error", e.what());
-        target = Target::Retry;
+        in.target = queue::DsnTarget::Retry;
       }
     }
   }
-
-  auto make = [&](queue::DsnKind kind, const std::vector<size_t>& recipients) {
-    ++fin.dsn_count;
-    queue::DsnInput in;
-    in.kind = kind;
-    in.id = spool::dsn_id(fin.id, fin.dsn_count);
-    in.reporting_mta = cfg_.hostname;
-    in.remote_mta = options_->host;
-    in.original = &fin;
-    in.recipients = recipients;
-    in.original_message = message;
-    in.now = now;
-    in.retry_until = fin.created_at + policy_.max_lifetime;
-    queue::DsnOut d;
-    d.id = in.id;
-    std::string text = queue::render_dsn(in);
-    if (target == Target::Local) {
-      d.local_user = local_user;
-      d.message = "Return-Path: <>\r\n" + text;
-    } else {
-      d.message = std::move(text);
-      d.env.id = d.id;
-      d.env.sender = "";  // RFC 5321 §6.1: a DSN has the null reverse-path
-      d.env.recipients.push_back(spool::Recipient{fin.sender});
-      d.env.created_at = now;
-      d.env.next_attempt_at = now;
-      d.env.size = d.message.size();
-      d.env.auth = "dsn";
-      d.env.dsn_of = fin.id;
-      d.env.dsn_seq = fin.dsn_count;
-    }
-    p.dsns.push_back(std::move(d));
-  };
-
-  const std::vector<size_t> failed = queue::unnotified_failures(fin);
-  if (!failed.empty() && target != Target::Retry) {
-    if (target == Target::Drop)
-      log::warn(env.id).kv("event", "dsn-undeliverable").kv("to", env.sender).kv("reason", "no-such-local-user");
-    else
-      make(queue::DsnKind::Failed, failed);
-    for (size_t i : failed) fin.recipients[i].notified = true;
-  }
-  if (queue::delay_warning_due(fin, now, policy_) && target != Target::Retry) {
-    if (target != Target::Drop) make(queue::DsnKind::Delayed, queue::pending(fin));
-    fin.warned = true;
-  }
-  p.final = std::move(fin);
-  p.remove = queue::finished(p.final);
-  p.write_recorded = !p.dsns.empty();
-  return p;
+  queue::AttemptPlan out = queue::plan_after_attempt(env, message, in);
+  if (out.dropped)
+    log::warn(env.id).kv("event", "dsn-undeliverable").kv("to", env.sender).kv("reason", "no-such-local-user");
+  return std::move(out.plan);
 }
 
 void QueueRunner::log_events(const spool::Envelope& env, const std::vector<queue::Event>& events,

@@ -24,6 +24,7 @@
 #include "shared/config.h"
 #include "shared/net/limits.h"
 #include "shared/spool.h"
+#include "smtpd/outbound/queue_plan.h"
 #include "smtpd/outbound/queue_policy.h"
 #include "smtpd/outbound/queue_store.h"
 #include "smtpd/outbound/smtp_client.h"
@@ -54,11 +55,7 @@ class QueueRunner {
   void kick();
 
  private:
-  struct Item {
-    int64_t next = 0;  // next attempt (0: look now)
-    bool held = false;
-    bool busy = false;  // being delivered by a connection
-  };
+  using Item = queue::Slot;
   struct Job {
     queue::Loaded loaded;
     std::vector<queue::Outcome> outcomes;

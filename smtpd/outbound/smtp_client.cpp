@@ -4,15 +4,13 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "shared/net/errors.h"
 #include "shared/net/stream.h"
+#include "shared/net/timed.h"
 #include "shared/sasl/codec.h"
 
 namespace rg::smtp::client {
@@ -26,17 +24,6 @@ namespace {
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr size_t kDataChunk = 64 * 1024;  // bytes of the message encoded and written at a time
 constexpr auto kQuitTimeout = 10s;
-
-// Runs an as_tuple operation against a timeout (Boost 1.81 has no cancel_after).
-template <class... T>
-asio::awaitable<std::tuple<error_code, T...>> within(asio::awaitable<std::tuple<error_code, T...>> op,
-                                                     std::chrono::steady_clock::duration timeout) {
-  using namespace asio::experimental::awaitable_operators;
-  asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
-  auto result = co_await (std::move(op) || timer.async_wait(kTuple));
-  if (result.index() == 0) co_return std::get<0>(std::move(result));
-  co_return std::tuple<error_code, T...>{make_error_code(net::errc::timeout), T{}...};
-}
 
 std::string describe(const error_code& ec) {
   if (ec == net::errc::timeout) return "timed out";
@@ -105,10 +92,10 @@ asio::awaitable<Reply> Client::open() {
   relay_ = opt_->host + ":" + port;
 
   asio::ip::tcp::resolver resolver(executor_);
-  auto [rec, endpoints] = co_await within(resolver.async_resolve(opt_->host, port, kTuple), opt_->connect_timeout);
+  auto [rec, endpoints] = co_await net::timed(resolver.async_resolve(opt_->host, port, kTuple), opt_->connect_timeout);
   if (rec) co_return local_reply(451, "4.4.3", "cannot resolve " + opt_->host + ": " + describe(rec));
   asio::ip::tcp::socket socket(executor_);
-  auto [cec, endpoint] = co_await within(asio::async_connect(socket, endpoints, kTuple), opt_->connect_timeout);
+  auto [cec, endpoint] = co_await net::timed(asio::async_connect(socket, endpoints, kTuple), opt_->connect_timeout);
   if (cec) co_return local_reply(451, "4.4.1", "connect to " + relay_ + ": " + describe(cec));
   relay_ = opt_->host + "[" + endpoint.address().to_string() + "]:" + port;
   // Each write is a complete command group or the end of the data: with Nagle, the last

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "shared/ascii.h"
+
 namespace rg::smtp::client {
 namespace {
 
@@ -27,12 +29,6 @@ size_t enhanced_length(std::string_view s) {
   while (i < s.size() && digit(s[i]) && n < 3) ++i, ++n;
   if (n == 0 || (i < s.size() && s[i] != ' ')) return 0;
   return i;
-}
-
-std::string upper(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
 }
 
 }  // namespace
@@ -96,14 +92,14 @@ Reply ReplyParser::take() {
 }
 
 bool Capabilities::has_auth(std::string_view mech) const {
-  return std::find(auth.begin(), auth.end(), upper(mech)) != auth.end();
+  return std::find(auth.begin(), auth.end(), ascii::upper(mech)) != auth.end();
 }
 
 Capabilities Capabilities::from_ehlo(const Reply& ehlo) {
   Capabilities c;
   c.esmtp = true;
   for (size_t i = 1; i < ehlo.lines.size(); ++i) {
-    std::string line = upper(ehlo.lines[i]);
+    std::string line = ascii::upper(ehlo.lines[i]);
     std::vector<std::string> words;
     size_t pos = 0;
     while (pos < line.size()) {

@@ -32,6 +32,8 @@ HOSTNAME = "mail.example.test"
 LOCAL_DOMAIN = "example.test"
 START_TIMEOUT = float(os.environ.get("RG_START_TIMEOUT", "10"))  # until every port of a started daemon listens
 STOP_TIMEOUT = 15.0    # seconds between SIGTERM and SIGKILL
+# The first line of an AddressSanitizer, LeakSanitizer or UndefinedBehaviorSanitizer report.
+SANITIZER_REPORT = re.compile(r"^(==\d+==ERROR: (Address|Leak)Sanitizer|.*: runtime error: )", re.M)
 SOCKET_TIMEOUT = 10.0  # default for every socket operation in tests
 
 DAEMONS = {
@@ -478,8 +480,14 @@ class Gateway:
             self.stop(name)
         bad = {n: rc for n, rc in self.exit_codes.items() if rc not in (0, None)}
         logs = {n: self.log(n)[-3000:] for n in bad}
+        # In the sanitizer pass (scripts/test, build-asan) a finding is a failure even where the
+        # test does not check exit codes: ASan/UBSan/LSan reports land in the daemon's stderr.
+        sanitized = {n: self.log(n) for n in self.daemons if SANITIZER_REPORT.search(self.log(n))}
         if not self.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
+        if sanitized:
+            raise AssertionError("sanitizer report in the log of %s:\n%s" % (", ".join(sanitized), "\n".join(
+                log[SANITIZER_REPORT.search(log).start():][:6000] for log in sanitized.values())))
         if check and bad:
             raise AssertionError("daemon exit status %s; log tails:\n%s" % (bad, "\n".join("%s:\n%s" % kv for kv in logs.items())))
 

@@ -1,6 +1,7 @@
 // The outbound queue without sockets: SMTP client reply parser, EHLO capabilities and DATA
 // encoder (limits at limit and limit+1), the retry/bounce state machine, DSN rendering, the
-// spool's locking/update/recovery primitives and the runner's load/persist steps.
+// spool's locking/update/recovery primitives, the runner's planning (which messages go out on
+// how many connections; what one attempt leaves to persist) and its load/persist steps.
 #include <gtest/gtest.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -13,6 +14,7 @@
 
 #include "shared/spool.h"
 #include "smtpd/outbound/queue_dsn.h"
+#include "smtpd/outbound/queue_plan.h"
 #include "smtpd/outbound/queue_policy.h"
 #include "smtpd/outbound/queue_store.h"
 #include "smtpd/outbound/smtp_client_wire.h"
@@ -251,6 +253,133 @@ TEST(Policy, DelayWarning) {
   EXPECT_FALSE(queue::delay_warning_due(null_sender, 5000, p));
   p.delay_warning = 0;
   EXPECT_FALSE(queue::delay_warning_due(envelope("a@b.test", {"c@d.test"}), 99999, p));
+}
+
+// The dispatcher's plan, valid/limit rows: {slots, waiting, connections, idle, max} ->
+// {due ids, connections to open, wake time}. now = 100, next scan at 160.
+TEST(QueuePlan, Dispatch) {
+  using Slots = std::map<std::string, queue::Slot>;
+  const Slots mixed = {{"A", {0, false, false}},    // due now
+                       {"B", {100, false, false}},  // due at now (limit)
+                       {"C", {101, false, false}},  // due at now+1: wakes the dispatcher then
+                       {"D", {0, true, false}},     // held
+                       {"E", {0, false, true}}};    // busy
+  struct Row {
+    const char* name;
+    Slots slots;
+    size_t waiting, connections, idle, max;
+    std::vector<std::string> due;
+    size_t open;
+    int64_t wake_at;
+  } rows[] = {
+      {"empty queue: nothing, wake at the scan", {}, 0, 0, 0, 4, {}, 0, 160},
+      {"due, held, busy and later slots", mixed, 0, 0, 0, 4, {"A", "B"}, 2, 101},
+      {"busy connections take the rest when done", mixed, 0, 2, 0, 4, {"A", "B"}, 0, 101},
+      {"one busy, two messages: one more", mixed, 0, 1, 0, 4, {"A", "B"}, 1, 101},
+      {"cap reached (limit): none opened", mixed, 5, 4, 0, 4, {"A", "B"}, 0, 101},
+      {"one below the cap (limit-1): one opened", mixed, 5, 3, 0, 4, {"A", "B"}, 1, 101},
+      {"idle ones are no busy ones, but count to the cap", mixed, 0, 3, 2, 4, {"A", "B"}, 1, 101},
+      {"already waiting ids count", {}, 3, 1, 0, 8, {}, 2, 160},
+      {"max 1 (limit): one at a time", mixed, 0, 0, 0, 1, {"A", "B"}, 1, 101},
+  };
+  for (const auto& r : rows) {
+    queue::DispatchInput in;
+    in.now = 100;
+    in.next_scan = 160;
+    in.waiting = r.waiting;
+    in.connections = r.connections;
+    in.idle = r.idle;
+    in.max_connections = r.max;
+    const auto d = queue::plan_dispatch(r.slots, in);
+    EXPECT_EQ(d.due, r.due) << r.name;
+    EXPECT_EQ(d.open, r.open) << r.name;
+    EXPECT_EQ(d.wake_at, r.wake_at) << r.name;
+  }
+}
+
+TEST(QueuePlan, NextLook) {
+  auto e = envelope("alice@example.test", {"a@r.test", "b@r.test"});
+  e.next_attempt_at = 5000;
+  EXPECT_EQ(queue::next_look(e), 5000);  // only an attempt to make: at its time
+  e.recipients[1].state = "failed";      // a failure without its DSN: now
+  EXPECT_EQ(queue::next_look(e), 0);
+  e.recipients[1].notified = true;
+  EXPECT_EQ(queue::next_look(e), 5000);
+  e.recipients[0].state = "delivered";  // nothing pending: remove now
+  EXPECT_EQ(queue::next_look(e), 0);
+}
+
+TEST(QueuePlan, AfterAttemptPerDsnTarget) {
+  auto e = envelope("alice@example.test", {"a@r.test", "b@r.test"});
+  e.recipients[1].state = "failed";
+  e.recipients[1].status = "5.1.1";
+  queue::AttemptInput in;
+  in.reporting_mta = "mx.example.test";
+  in.remote_mta = "smarthost.test";
+  in.policy = queue::Policy{300, 3600, 86400, 0};
+  in.now = 2000;
+
+  in.target = queue::DsnTarget::Remote;  // queued to the smarthost with the null sender
+  auto r = queue::plan_after_attempt(e, "Subject: x\r\n\r\nbody\r\n", in);
+  ASSERT_EQ(r.plan.dsns.size(), 1u);
+  EXPECT_FALSE(r.dropped);
+  EXPECT_TRUE(r.plan.write_recorded);  // the failure is recorded before its DSN exists
+  EXPECT_FALSE(r.plan.recorded.recipients[1].notified);
+  EXPECT_EQ(r.plan.dsns[0].id, spool::dsn_id(e.id, 1));
+  EXPECT_EQ(r.plan.dsns[0].local_user, "");
+  EXPECT_EQ(r.plan.dsns[0].env.sender, "");
+  ASSERT_EQ(r.plan.dsns[0].env.recipients.size(), 1u);
+  EXPECT_EQ(r.plan.dsns[0].env.recipients[0].address, "alice@example.test");
+  EXPECT_EQ(r.plan.dsns[0].env.dsn_of, e.id);
+  EXPECT_EQ(r.plan.dsns[0].env.size, r.plan.dsns[0].message.size());
+  EXPECT_NE(r.plan.dsns[0].message.find("mx.example.test"), std::string::npos);
+  EXPECT_TRUE(r.plan.final.recipients[1].notified);
+  EXPECT_EQ(r.plan.final.dsn_count, 1);
+  EXPECT_FALSE(r.plan.remove);  // a@r.test is still pending
+
+  in.target = queue::DsnTarget::Local;  // into the sender's Maildir, with Return-Path: <>
+  in.local_user = "alice";
+  r = queue::plan_after_attempt(e, "x\r\n", in);
+  ASSERT_EQ(r.plan.dsns.size(), 1u);
+  EXPECT_EQ(r.plan.dsns[0].local_user, "alice");
+  EXPECT_EQ(r.plan.dsns[0].message.rfind("Return-Path: <>\r\n", 0), 0u);
+
+  in.target = queue::DsnTarget::Drop;  // no such local user: no DSN, but notified (logged)
+  r = queue::plan_after_attempt(e, "x\r\n", in);
+  EXPECT_TRUE(r.dropped);
+  EXPECT_TRUE(r.plan.dsns.empty());
+  EXPECT_FALSE(r.plan.write_recorded);
+  EXPECT_TRUE(r.plan.final.recipients[1].notified);
+
+  in.target = queue::DsnTarget::Retry;  // the lookup failed: nothing decided, nothing lost
+  r = queue::plan_after_attempt(e, "x\r\n", in);
+  EXPECT_FALSE(r.dropped);
+  EXPECT_TRUE(r.plan.dsns.empty());
+  EXPECT_FALSE(r.plan.final.recipients[1].notified);
+  EXPECT_EQ(r.plan.final.dsn_count, 0);
+
+  // Every recipient done and notified: remove the message.
+  e.recipients[0].state = "delivered";
+  in.target = queue::DsnTarget::Remote;
+  r = queue::plan_after_attempt(e, "x\r\n", in);
+  EXPECT_EQ(r.plan.dsns.size(), 1u);
+  EXPECT_TRUE(r.plan.remove);
+}
+
+TEST(QueuePlan, DelayWarningOnceAtItsAge) {
+  auto e = envelope("alice@example.test", {"a@r.test"});
+  queue::AttemptInput in;
+  in.policy = queue::Policy{300, 3600, 86400, 600};
+  in.now = e.created_at + 599;  // limit-1: not yet
+  auto r = queue::plan_after_attempt(e, "x\r\n", in);
+  EXPECT_TRUE(r.plan.dsns.empty());
+  EXPECT_FALSE(r.plan.final.warned);
+  in.now = e.created_at + 600;  // limit: one "delayed" DSN, then never again
+  r = queue::plan_after_attempt(e, "x\r\n", in);
+  ASSERT_EQ(r.plan.dsns.size(), 1u);
+  EXPECT_TRUE(r.plan.final.warned);
+  r = queue::plan_after_attempt(r.plan.final, "x\r\n", in);
+  EXPECT_TRUE(r.plan.dsns.empty());
 }
 
 void expect_crlf_lines_under_998(const std::string& m) {
