@@ -309,7 +309,8 @@ MailParams parse_mail_params(const std::vector<std::pair<std::string, std::strin
     } else if (key == "AUTH") {
       // RFC 4954 §5: accepted and not trusted (we never relay on its say-so).
     } else {
-      r.refusal = ParamRefusal{555, "5.5.4", "Unsupported option: " + printable(key, 32), "unsupported-option"};
+      r.refusal =
+          ParamRefusal{555, "5.5.4", "Unsupported option: " + printable(key, kEchoedParameter), "unsupported-option"};
       return r;
     }
   }

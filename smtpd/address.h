@@ -47,6 +47,8 @@ ParseResult parse_path_arg(std::string_view arg, std::string_view prefix, bool a
 // Text safe to echo in a reply or a header: printable ASCII only (others become '?'), at most
 // `max` octets.
 std::string printable(std::string_view s, size_t max = 255);
+// An unsupported MAIL or RCPT parameter's keyword is echoed in the 555 reply this short.
+constexpr size_t kEchoedParameter = 32;
 
 // RFC 1870 §6: at most 19 digits, so any accepted SIZE fits in 64 bits.
 constexpr size_t kMaxSizeDigits = 19;

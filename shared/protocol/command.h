@@ -15,6 +15,8 @@
 //   sync gate (kSyncPoint rows, RFC 2920 §3.1)       → co_await s.sync_error()
 //   check_<cmd>                                      → s.refuse(refusal)
 //   proceed_<cmd>
+// A kLateState row moves its state gate after the check (SMTP DATA answers a pipelining error
+// first, then "501 Syntax: DATA" for arguments, then 503 for the wrong state).
 // A Session type provides: `CommandId` (enum, rows' ids < kCommandIds), `State` (enum), `Facts`
 // (with a `state` member), `Refusal`; and members facts(), begin(row or nullptr),
 // tls_required_now(), refuse(const Refusal&), refuse_unknown(keyword), sync_violation() and
@@ -29,6 +31,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "shared/ascii.h"
 #include "shared/log.h"
@@ -40,6 +43,7 @@ enum CommandFlag : unsigned {
   kSyncPoint = 1u << 1,  // ends a pipelined group (RFC 2920 §3.1): input already waiting behind it
                          // is a synchronization error for a client that may not pipeline past it
   kCounted = 1u << 2,    // appears in the disconnect summary (Postfix: "ehlo=1 auth=0/1 ...")
+  kLateState = 1u << 3,  // the state gate comes after the sync gate and the check, not before
 };
 
 // The state mask of a row: state_bit(A) | state_bit(B).
@@ -100,6 +104,12 @@ class CommandStats {
   // "n" when every one succeeded, "ok/n" otherwise, then commands= over all of them.
   // `names[id]` is the field name; an empty name is left out of the line (not counted).
   void append_to(log::Line& line, const std::array<std::string_view, N>& names) const {
+    const auto [all_ok, all] = append_fields_to(line, names);
+    line.kv("commands", field(all_ok, all));
+  }
+  // The per-command fields alone, without commands= (smtpd's summary has always ended with
+  // its last command field); returns {ok, total} over the fields written.
+  std::pair<unsigned, unsigned> append_fields_to(log::Line& line, const std::array<std::string_view, N>& names) const {
     unsigned all_ok = 0, all = 0;
     for (size_t id = 0; id < N; ++id) {
       if (total_[id] == 0 || names[id].empty()) continue;
@@ -107,7 +117,7 @@ class CommandStats {
       all_ok += ok_[id];
       all += total_[id];
     }
-    line.kv("commands", field(all_ok, all));
+    return {all_ok, all};
   }
 
  private:
@@ -144,7 +154,8 @@ boost::asio::awaitable<void> dispatch(Session& s, std::span<const Command<Sessio
     s.refuse(Session::refusal_tls_required(*row));
     co_return;
   }
-  if (!(row->states & state_bit(s.facts().state))) {
+  const bool late_state = (row->flags & kLateState) != 0;
+  if (!late_state && !(row->states & state_bit(s.facts().state))) {
     s.refuse(Session::refusal_wrong_state(*row, s.facts()));
     co_return;
   }
@@ -159,6 +170,10 @@ boost::asio::awaitable<void> dispatch(Session& s, std::span<const Command<Sessio
       s.refuse(*refusal);
       co_return;
     }
+  }
+  if (late_state && !(row->states & state_bit(s.facts().state))) {
+    s.refuse(Session::refusal_wrong_state(*row, s.facts()));
+    co_return;
   }
   co_await (s.*(row->proceed))(cl.args);
 }

@@ -28,9 +28,10 @@ TEST(SplitCommand, KeywordAndArguments) {
 }
 
 // A toy protocol: GREET (any state, before TLS), SEND (Ready only, needs an argument, a sync
-// point), SECRET (not before TLS), LEAVE (uncounted).
+// point), SECRET (not before TLS), LEAVE (uncounted), LATE (Ready only, no argument, a sync
+// point whose state gate comes last).
 struct Toy {
-  enum class CommandId { Greet, Send, Secret, Leave, Unknown, kCount };
+  enum class CommandId { Greet, Send, Secret, Leave, Late, Unknown, kCount };
   enum class State { Start, Ready };
   struct Facts {
     State state = State::Start;
@@ -40,6 +41,10 @@ struct Toy {
   };
   static std::optional<Refusal> check_send(const Facts&, std::string_view args) {
     if (args.empty()) return Refusal{"send needs text"};
+    return std::nullopt;
+  }
+  static std::optional<Refusal> check_late(const Facts&, std::string_view args) {
+    if (!args.empty()) return Refusal{"late takes no argument"};
     return std::nullopt;
   }
   asio::awaitable<void> proceed_greet(std::string_view) {
@@ -55,7 +60,7 @@ struct Toy {
     out.push_back("ok");
     co_return;
   }
-  static const std::array<Command<Toy>, 4> kTable;
+  static const std::array<Command<Toy>, 5> kTable;
 
   // The engine's contract.
   const Facts& facts() const { return facts_; }
@@ -80,12 +85,14 @@ struct Toy {
   std::vector<std::string> out;
 };
 
-const std::array<Command<Toy>, 4> Toy::kTable = {{
+const std::array<Command<Toy>, 5> Toy::kTable = {{
     {CommandId::Greet, "GREET", "greet", kAnyState, kBeforeTls | kCounted, nullptr, &Toy::proceed_greet},
     {CommandId::Send, "SEND", "send", state_bit(State::Ready), kBeforeTls | kSyncPoint | kCounted, &Toy::check_send,
      &Toy::proceed_send},
     {CommandId::Secret, "SECRET", "secret", kAnyState, kCounted, nullptr, &Toy::proceed_other},
     {CommandId::Leave, "LEAVE", "leave", kAnyState, kBeforeTls, nullptr, &Toy::proceed_other},
+    {CommandId::Late, "LATE", "late", state_bit(State::Ready), kSyncPoint | kLateState | kCounted, &Toy::check_late,
+     &Toy::proceed_other},
 }};
 
 std::vector<std::string> play(Toy& toy, std::vector<std::string> lines) {
@@ -122,12 +129,23 @@ TEST(Dispatch, SyncPointBeforeCheck) {
   EXPECT_EQ(play(toy, {"SEND", "GREET"}), (std::vector<std::string>{"sync error", "hello"}));
 }
 
+// kLateState: the sync gate, then the check, then the state gate.
+TEST(Dispatch, LateStateGateComesAfterSyncAndCheck) {
+  Toy toy;
+  EXPECT_EQ(play(toy, {"LATE x", "LATE", "GREET", "LATE x", "LATE"}),
+            (std::vector<std::string>{"refused late: late takes no argument", "refused late: not now: LATE", "hello",
+                                      "refused late: late takes no argument", "ok"}));
+  Toy piped;
+  piped.pipelined = true;
+  EXPECT_EQ(play(piped, {"LATE x", "SEND"}), (std::vector<std::string>{"sync error", "refused send: not now: SEND"}));
+}
+
 TEST(CommandStats, PostfixSummary) {
-  constexpr auto names = summary_names<5, Command<Toy>>(Toy::kTable, static_cast<size_t>(Toy::CommandId::Unknown));
+  constexpr auto names = summary_names<6, Command<Toy>>(Toy::kTable, static_cast<size_t>(Toy::CommandId::Unknown));
   EXPECT_EQ(names[0], "greet");
   EXPECT_EQ(names[3], "");  // LEAVE has no kCounted
-  EXPECT_EQ(names[4], "unknown");
-  CommandStats<5> stats;
+  EXPECT_EQ(names[5], "unknown");
+  CommandStats<6> stats;
   stats.count(0, true);
   stats.count(1, false);
   stats.count(1, true);
@@ -143,6 +161,23 @@ TEST(CommandStats, PostfixSummary) {
   const std::string logged = testing::internal::GetCapturedStderr();
   EXPECT_NE(logged.find("event=disconnect greet=1 send=1/2 commands=2/3\n"), std::string::npos) << logged;
   EXPECT_EQ(logged.find("leave="), std::string::npos);
+}
+
+TEST(CommandStats, FieldsWithoutTotal) {
+  constexpr auto names = summary_names<6, Command<Toy>>(Toy::kTable, static_cast<size_t>(Toy::CommandId::Unknown));
+  CommandStats<6> stats;
+  stats.count(4, true);
+  stats.count(5, false);
+  testing::internal::CaptureStderr();
+  std::pair<unsigned, unsigned> totals;
+  {
+    rg::log::Line line(rg::log::Level::Info, "s1");
+    line.kv("event", "disconnect");
+    totals = stats.append_fields_to(line, names);
+  }
+  const std::string logged = testing::internal::GetCapturedStderr();
+  EXPECT_NE(logged.find("event=disconnect late=1 unknown=0/1\n"), std::string::npos) << logged;
+  EXPECT_EQ(totals, (std::pair<unsigned, unsigned>{1, 2}));
 }
 
 }  // namespace

@@ -8,3 +8,5 @@ rg_unit_test(smtp_received_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/smtp_received_
 rg_unit_test(smtp_mail_params_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/smtp_mail_params_test.cpp LIBS rg_smtp)
 # smtpd's relay decision (smtpd/relay_policy): SMTP AUTH, trusted networks, grants, database errors.
 rg_unit_test(smtp_relay_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/smtp_relay_test.cpp LIBS rg_smtp)
+# smtpd command table and pure checks (smtpd/commands): gates, check_<cmd>, the command line limit.
+rg_unit_test(smtp_commands_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/smtp_commands_test.cpp LIBS rg_smtp)
