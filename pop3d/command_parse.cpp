@@ -1,6 +1,8 @@
 // See command_parse.h.
 #include "pop3d/command_parse.h"
 
+#include "shared/sasl/codec.h"
+
 namespace rg::pop3 {
 
 std::string strip_eol(std::string line) {
@@ -10,7 +12,7 @@ std::string strip_eol(std::string line) {
 }
 
 std::optional<uint64_t> parse_number(std::string_view s) {
-  if (s.empty() || s.size() > kMaxNumberDigits) return std::nullopt;
+  if (s.empty() || s.size() > Limits::kNumberDigits) return std::nullopt;
   uint64_t v = 0;
   for (char c : s) {
     if (c < '0' || c > '9') return std::nullopt;
@@ -34,7 +36,7 @@ std::vector<std::string_view> split_args(std::string_view args) {
 
 std::optional<ApopArgs> parse_apop(std::string_view args) {
   const auto a = split_args(args);
-  if (a.size() != 2 || a[1].size() != kApopDigestLength) return std::nullopt;
+  if (a.size() != 2 || a[1].size() != Limits::kApopDigest) return std::nullopt;
   return ApopArgs{a[0], a[1]};
 }
 
@@ -44,6 +46,11 @@ std::optional<AuthArgs> parse_auth(std::string_view args) {
   AuthArgs out{a[0], std::nullopt};
   if (a.size() == 2) out.initial = a[1];
   return out;
+}
+
+std::optional<std::string> decode_initial_response(std::string_view initial) {
+  if (initial == "=") return std::string();
+  return sasl::base64_decode(initial);
 }
 
 }  // namespace rg::pop3

@@ -8,22 +8,21 @@
 #include <string_view>
 #include <vector>
 
-namespace rg::pop3 {
+#include "pop3d/limits.h"
 
-// Longest message number or count accepted: 18 digits always fit in uint64_t.
-inline constexpr size_t kMaxNumberDigits = 18;
-// RFC 1939 §7: an APOP digest is 32 hexadecimal digits (MD5).
-inline constexpr size_t kApopDigestLength = 32;
+namespace rg::pop3 {
 
 // A line without its ending: one LF, then one CR, removed.
 std::string strip_eol(std::string line);
-// Strict decimal message number or line count: digits only, no sign, no overflow.
+// Strict decimal message number or line count: digits only, no sign, at most
+// Limits::kNumberDigits of them (no overflow).
 std::optional<uint64_t> parse_number(std::string_view s);
 // Arguments separated by one or more spaces (RFC 1939 §3); empty pieces are dropped. The views
 // point into `args`.
 std::vector<std::string_view> split_args(std::string_view args);
 
-// "APOP name digest": exactly two arguments, the digest 32 octets (checked by apop_verify).
+// "APOP name digest": exactly two arguments, the digest Limits::kApopDigest octets (its hex
+// checked by apop_verify).
 struct ApopArgs {
   std::string_view name, digest;
 };
@@ -36,5 +35,8 @@ struct AuthArgs {
   std::optional<std::string_view> initial;
 };
 std::optional<AuthArgs> parse_auth(std::string_view args);
+// The initial response decoded: "=" is present but empty (RFC 5034 §4), anything else base64;
+// nullopt when it is not base64.
+std::optional<std::string> decode_initial_response(std::string_view initial);
 
 }  // namespace rg::pop3

@@ -17,6 +17,9 @@
 //   proceed_<cmd>
 // A kLateState row moves its state gate after the check (SMTP DATA answers a pipelining error
 // first, then "501 Syntax: DATA" for arguments, then 503 for the wrong state).
+// A Session may declare `static constexpr bool kStateGateFirst = true` to run the state gate
+// before the TLS gate: in POP3 a command not valid in the current state is answered so even
+// before STLS, and only a command valid now is told to wait for TLS (RFC 2595 §4).
 // A Session type provides: `CommandId` (enum, rows' ids < kCommandIds), `State` (enum), `Facts`
 // (with a `state` member), `Refusal`; and members facts(), begin(row or nullptr),
 // tls_required_now(), refuse(const Refusal&), refuse_unknown(keyword), sync_violation() and
@@ -139,6 +142,11 @@ constexpr std::array<std::string_view, N> summary_names(std::span<const Row> tab
   return names;
 }
 
+template <class Session>
+inline constexpr bool state_gate_first = requires {
+  requires Session::kStateGateFirst;
+};
+
 // One command line through the gates in the order above; `line` has no line ending and no
 // control characters (the session's reader refuses those first).
 template <class Session>
@@ -150,12 +158,19 @@ boost::asio::awaitable<void> dispatch(Session& s, std::span<const Command<Sessio
     s.refuse_unknown(cl.keyword);
     co_return;
   }
+  const bool valid_now = (row->states & state_bit(s.facts().state)) != 0;
+  const bool late_state = (row->flags & kLateState) != 0;
+  if constexpr (state_gate_first<Session>) {
+    if (!late_state && !valid_now) {
+      s.refuse(Session::refusal_wrong_state(*row, s.facts()));
+      co_return;
+    }
+  }
   if (!(row->flags & kBeforeTls) && s.tls_required_now()) {
     s.refuse(Session::refusal_tls_required(*row));
     co_return;
   }
-  const bool late_state = (row->flags & kLateState) != 0;
-  if (!late_state && !(row->states & state_bit(s.facts().state))) {
+  if (!late_state && !valid_now) {
     s.refuse(Session::refusal_wrong_state(*row, s.facts()));
     co_return;
   }
@@ -171,7 +186,7 @@ boost::asio::awaitable<void> dispatch(Session& s, std::span<const Command<Sessio
       co_return;
     }
   }
-  if (late_state && !(row->states & state_bit(s.facts().state))) {
+  if (late_state && !valid_now) {
     s.refuse(Session::refusal_wrong_state(*row, s.facts()));
     co_return;
   }

@@ -17,8 +17,8 @@ TEST(Pop3Parse, Numbers) {
       {"1", 1},
       {"0", 0},  // parsed; the session refuses message 0
       {"007", 7},
-      {std::string(kMaxNumberDigits, '9'), 999999999999999999ull},  // at the limit
-      {std::string(kMaxNumberDigits + 1, '1'), std::nullopt},       // one past it
+      {std::string(Limits::kNumberDigits, '9'), 999999999999999999ull},  // at the limit
+      {std::string(Limits::kNumberDigits + 1, '1'), std::nullopt},       // one past it
       {"", std::nullopt},
       {"-1", std::nullopt},
       {"+1", std::nullopt},
@@ -46,7 +46,7 @@ TEST(Pop3Parse, StripEol) {
 }
 
 TEST(Pop3Parse, Apop) {
-  const std::string digest(kApopDigestLength, 'a');
+  const std::string digest(Limits::kApopDigest, 'a');
   const std::string line = "alice " + digest;  // the result views into it
   auto ok = parse_apop(line);
   ASSERT_TRUE(ok);
@@ -73,6 +73,22 @@ TEST(Pop3Parse, Auth) {
   EXPECT_EQ(*empty->initial, "=");
   EXPECT_FALSE(parse_auth("PLAIN a b"));
   EXPECT_FALSE(parse_auth(""));
+}
+
+TEST(Pop3Parse, InitialResponse) {
+  struct Row {
+    std::string in;
+    std::optional<std::string> out;
+  };
+  const Row rows[] = {
+      {"=", ""},  // RFC 5034 §4: present but empty
+      {"AGFsaWNlAHB3", std::string("\0alice\0pw", 9)},
+      {"YQ==", "a"},
+      {"ab=c", std::nullopt},
+      {"!!", std::nullopt},
+      {"==", std::nullopt},
+  };
+  for (const auto& r : rows) EXPECT_EQ(decode_initial_response(r.in), r.out) << r.in;
 }
 
 }  // namespace

@@ -95,12 +95,29 @@ const std::array<Command<Toy>, 5> Toy::kTable = {{
      &Toy::proceed_other},
 }};
 
-std::vector<std::string> play(Toy& toy, std::vector<std::string> lines) {
+// The same protocol with the state gate before the TLS gate (POP3's order).
+struct ToyStateFirst : Toy {
+  static constexpr bool kStateGateFirst = true;
+  static const std::array<Command<ToyStateFirst>, 2> kTable;
+  void begin(const Command<ToyStateFirst>* row) { current = row ? row->log_name : "unknown"; }
+  static Refusal refusal_tls_required(const Command<ToyStateFirst>&) { return {"tls first"}; }
+  static Refusal refusal_wrong_state(const Command<ToyStateFirst>& row, const Facts&) {
+    return {"not now: " + std::string(row.name)};
+  }
+};
+
+const std::array<Command<ToyStateFirst>, 2> ToyStateFirst::kTable = {{
+    {CommandId::Send, "SEND", "send", state_bit(State::Ready), kCounted, nullptr, &Toy::proceed_send},
+    {CommandId::Secret, "SECRET", "secret", state_bit(State::Start), kCounted, nullptr, &Toy::proceed_other},
+}};
+
+template <class T>
+std::vector<std::string> play(T& toy, std::vector<std::string> lines) {
   asio::io_context io;
   auto f = asio::co_spawn(
       io,
       [&]() -> asio::awaitable<void> {
-        for (const auto& l : lines) co_await dispatch<Toy>(toy, Toy::kTable, l);
+        for (const auto& l : lines) co_await dispatch<T>(toy, T::kTable, l);
       },
       asio::use_future);
   io.run();
@@ -120,6 +137,16 @@ TEST(Dispatch, TlsGateComesBeforeStateAndCheck) {
   toy.tls_required = true;
   EXPECT_EQ(play(toy, {"SECRET", "SEND", "GREET"}),
             (std::vector<std::string>{"refused secret: tls first", "refused send: not now: SEND", "hello"}));
+}
+
+TEST(Dispatch, StateGateFirstWhenTheSessionAsks) {
+  static_assert(!state_gate_first<Toy> && state_gate_first<ToyStateFirst>);
+  ToyStateFirst toy;
+  toy.tls_required = true;
+  EXPECT_EQ(play(toy, {"SEND x", "SECRET"}),
+            (std::vector<std::string>{"refused send: not now: SEND", "refused secret: tls first"}));
+  toy.tls_required = false;
+  EXPECT_EQ(play(toy, {"SECRET"}).back(), "ok");
 }
 
 TEST(Dispatch, SyncPointBeforeCheck) {
