@@ -2,7 +2,9 @@
 // list): the ids, the RFC 1939 states, the facts a check may see, the refusals, and the pure
 // check_<cmd> of each command. The one table, Session::kCommands (defined in commands.cpp,
 // declared in session.h because its rows name Session's proceed_<cmd> members), joins them:
-//   command  states                     before TLS  check          proceed (session.cpp)
+// (§ are RFC 1939's unless another RFC is named; proceed_<cmd> is in session.cpp, the logins'
+// in session_login.cpp)
+//   command  states                     before TLS  check          proceed_<cmd>
 //   CAPA     AUTHORIZATION TRANSACTION  yes         -              capability list (RFC 2449 §5)
 //   QUIT     AUTHORIZATION TRANSACTION  yes         -              UPDATE in TRANSACTION (§6)
 //   STLS     AUTHORIZATION              yes         check_stls     TLS handshake (RFC 2595 §4)
@@ -10,7 +12,14 @@
 //   PASS     AUTHORIZATION              no          check_pass     password login (§7)
 //   APOP     AUTHORIZATION              no          check_apop     digest login (§7)
 //   AUTH     AUTHORIZATION              no          check_auth     SASL login (RFC 5034 §4)
-//   STAT LIST UIDL RETR TOP DELE NOOP RSET   TRANSACTION  no  check_<cmd>  the maildrop (§5, §7)
+//   STAT     TRANSACTION                no          check_stat     live count and octets (§5)
+//   LIST     TRANSACTION                no          check_list     scan listing (§5)
+//   UIDL     TRANSACTION                no          check_list     unique-id listing (§7)
+//   RETR     TRANSACTION                no          check_retr     the message, byte-stuffed (§5)
+//   TOP      TRANSACTION                no          check_top      headers and n lines (§7)
+//   DELE     TRANSACTION                no          check_retr     mark deleted (§5)
+//   NOOP     TRANSACTION                no          check_noop     +OK (§5)
+//   RSET     TRANSACTION                no          check_rset     unmark every message (§5)
 // Every command is counted in the disconnect summary. Gates run state first, then TLS (see
 // Session::kStateGateFirst): before STLS on a tls=required listener a command valid in
 // AUTHORIZATION is told to use STLS, any other that it is not valid in this state.

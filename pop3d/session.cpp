@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <boost/asio/error.hpp>
 #include <cerrno>
 #include <chrono>
@@ -18,6 +17,7 @@
 #include "pop3d/server.h"
 #include "shared/ascii.h"
 #include "shared/fd.h"
+#include "shared/fsutil.h"
 #include "shared/log.h"
 #include "shared/maildir.h"
 #include "shared/net/errors.h"
@@ -280,8 +280,7 @@ asio::awaitable<void> Session::send_message(Message& m, std::optional<uint64_t> 
   std::string out;
   bool more = true;
   while (more) {
-    ssize_t n = ::read(fd.get(), chunk.data(), chunk.size());
-    if (n < 0 && errno == EINTR) continue;
+    const ssize_t n = fsutil::read_some(fd.get(), chunk.data(), chunk.size());
     if (n <= 0) break;  // a read error mid-message truncates it; the terminator still follows
     more = enc.feed(std::string_view(chunk.data(), static_cast<size_t>(n)), out);
     if (out.size() >= Limits::kFlushThreshold) {
