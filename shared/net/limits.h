@@ -67,6 +67,8 @@ class ConnectionLimiter {
 // stalls. The job must not touch session state or the I/O thread's objects: pass it copies
 // and return results. Destruction waits for queued and running jobs: declare the pool after
 // the io_context so that it is destroyed first.
+// Destroy (or join()) a pool before the io_context its callers run on: a pool thread still
+// holds the caller's executor for a moment after it has handed the result back.
 class WorkerPool {
  public:
   explicit WorkerPool(std::size_t threads);

@@ -33,7 +33,7 @@ LOCAL_DOMAIN = "example.test"
 START_TIMEOUT = float(os.environ.get("RG_START_TIMEOUT", "10"))  # until every port of a started daemon listens
 STOP_TIMEOUT = 15.0    # seconds between SIGTERM and SIGKILL
 # The first line of an AddressSanitizer, LeakSanitizer or UndefinedBehaviorSanitizer report.
-SANITIZER_REPORT = re.compile(r"^(==\d+==ERROR: (Address|Leak)Sanitizer|.*: runtime error: )", re.M)
+SANITIZER_REPORT = re.compile(r"^(==\d+==ERROR: (Address|Leak)Sanitizer|\S+:\d+:\d+: runtime error: )", re.M)
 SOCKET_TIMEOUT = 10.0  # default for every socket operation in tests
 
 DAEMONS = {

@@ -59,9 +59,9 @@ struct SaslExchangeTest : ::testing::Test {
     return c;
   }();
   rg::authdb::AuthDb db{dir / "auth.db", rg::authdb::OpenMode::Create};
+  asio::io_context io;  // before the pool: the pool's threads finish with io's executor first
   rg::net::WorkerPool pool{1};
   rg::Authenticator auth{db, pool, cfg};
-  asio::io_context io;
 
   void SetUp() override {
     ASSERT_TRUE(db.add_user("alice", rg::authdb::hash_password("wonderland"), std::string("legacy-secret"), 1));
@@ -155,7 +155,8 @@ TEST_F(SaslExchangeTest, CramMd5WithLegacySecretAndWithout) {
   auto exchange = [&](std::string user, std::string secret) {
     auto mech = rg::sasl::make_mechanism("CRAM-MD5", {"mx.example.test", "smtp", ""});
     Cram t(std::move(user), std::move(secret));
-    auto f = asio::co_spawn(io, rg::run_sasl_exchange(*mech, std::nullopt, auth, t), asio::use_future);
+    const std::optional<std::string> no_initial;  // the exchange keeps a reference: it must outlive it
+    auto f = asio::co_spawn(io, rg::run_sasl_exchange(*mech, no_initial, auth, t), asio::use_future);
     io.run();
     io.restart();
     return f.get();

@@ -536,8 +536,8 @@ asio::awaitable<void> use_pool(rg::net::WorkerPool& pool, std::thread::id io_thr
 }
 
 TEST(NetWorkerPool, ReturnsResultsAndResumesOnTheIoThread) {
+  asio::io_context io;  // outlives the pool (see WorkerPool)
   rg::net::WorkerPool pool(2);
-  asio::io_context io;
   run_all(io, use_pool(pool, std::this_thread::get_id()));
 }
 
