@@ -3,6 +3,7 @@
 
 #include <variant>
 
+#include "shared/net/errors.h"
 #include "shared/sasl/codec.h"
 
 namespace rg {
@@ -20,6 +21,26 @@ SaslOutcome outcome(SaslOutcome::Kind kind, std::string_view login, std::string_
 }
 
 }  // namespace
+
+asio::awaitable<bool> LineSaslTransport::send_challenge(const std::string& base64) {
+  stream_.queue(prefix_ + base64 + "\r\n");
+  co_return co_await flush_();
+}
+
+asio::awaitable<SaslResponse> LineSaslTransport::read_response() {
+  auto [ec, raw] = co_await stream_.read_line(max_line_, timeout_);
+  SaslResponse r;
+  if (ec == net::errc::line_too_long)
+    r.status = SaslResponse::Status::TooLong;
+  else if (ec == net::errc::timeout)
+    r.status = SaslResponse::Status::Timeout;
+  else if (ec)
+    r.status = SaslResponse::Status::Closed;
+  if (!raw.empty() && raw.back() == '\n') raw.pop_back();
+  if (!raw.empty() && raw.back() == '\r') raw.pop_back();
+  r.text = std::move(raw);
+  co_return r;
+}
 
 asio::awaitable<SaslOutcome> run_sasl_exchange(sasl::Mechanism& mech, const std::optional<std::string>& initial,
                                                Authenticator& auth, SaslTransport& transport) {

@@ -2,18 +2,23 @@
 // RFC 5034 §4): drives a mechanism from its first step to an outcome — challenges out, client
 // responses in ("*" cancels, responses are base64), passwords checked on the worker pool, legacy
 // secrets looked up, the authorization identity (authzid) held to the authenticated user.
-// Protocol-neutral: the session supplies the transport (how a challenge is framed, how a line is
-// read and with which limit and timeout) and turns the outcome into its own reply and log line.
+// Protocol-neutral: the session supplies the transport (LineSaslTransport: how a challenge is
+// framed, with which limit and timeout a line is read) and turns the outcome into its own reply
+// and log line.
 // Invariants: no secret is ever part of an outcome; a login succeeds only with a user that
 // authdb knows and an authzid that is empty or the same user (RFC 4616 §2: no proxying).
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <cstddef>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "auth/authenticator.h"
+#include "shared/net/stream.h"
 #include "shared/sasl/sasl.h"
 
 namespace rg {
@@ -33,6 +38,27 @@ class SaslTransport {
   virtual boost::asio::awaitable<bool> send_challenge(const std::string& base64) = 0;
   // Reads the client's answer to it, bounded by the protocol's SASL line limit and timeout.
   virtual boost::asio::awaitable<SaslResponse> read_response() = 0;
+};
+
+// The transport both protocols use: a challenge is one line `<prefix><base64>` (SMTP "334 ",
+// RFC 4954 §4; POP3 "+ ", RFC 5034 §4), flushed by the session's own flush (its write timeout
+// and log); a response is one line read from the session's stream within `max_line` octets
+// and `timeout`, its one line ending (CRLF or LF) removed.
+class LineSaslTransport final : public SaslTransport {
+ public:
+  using Flush = std::function<boost::asio::awaitable<bool>()>;
+  LineSaslTransport(net::Stream& stream, std::string_view prefix, std::size_t max_line,
+                    std::chrono::steady_clock::duration timeout, Flush flush)
+      : stream_(stream), prefix_(prefix), max_line_(max_line), timeout_(timeout), flush_(std::move(flush)) {}
+  boost::asio::awaitable<bool> send_challenge(const std::string& base64) override;
+  boost::asio::awaitable<SaslResponse> read_response() override;
+
+ private:
+  net::Stream& stream_;
+  std::string prefix_;
+  std::size_t max_line_;
+  std::chrono::steady_clock::duration timeout_;
+  Flush flush_;
 };
 
 struct SaslOutcome {

@@ -31,10 +31,14 @@ namespace asio = boost::asio;
 Session::Session(Server& server, config::Listener listener, net::Stream stream)
     : srv_(server), listener_(std::move(listener)), stream_(std::move(stream)) {
   id_ = "pop3-" + std::to_string(getpid()) + "-" + std::to_string(++server.sessions_started);
-  srv_.track(stream_);
+  srv_.track(this);
 }
 
-Session::~Session() { srv_.untrack(stream_); }
+Session::~Session() { srv_.untrack(this); }
+
+// SIGTERM: closing cancels the pending read or write; run() then logs its end and returns (a POP3
+// session has no transaction to finish: deletions happen only at QUIT).
+void Session::stop_if_idle() { stream_.close(); }
 
 void Session::reply(std::string_view status, std::string_view text) {
   std::string line(status);
@@ -124,13 +128,7 @@ asio::awaitable<void> Session::run() {
       .kv("port", stream_.remote_port())
       .kv("listener", listener_.port)
       .kv("tls", config::to_string(listener_.tls));
-  if (listener_.tls == config::TlsMode::Implicit) {
-    const auto tls = srv_.tls;  // kept alive across the handshake even if SIGHUP replaces it
-    if (auto ec = co_await stream_.start_tls(*tls, Limits::kTlsHandshakeTimeout)) {
-      log::info(id_).kv("event", "disconnect").kv("reason", "tls-handshake-failed").kv("error", ec.message());
-      co_return;
-    }
-  }
+  if (!co_await srv_.implicit_tls(stream_, listener_, id_, Limits::kTlsHandshakeTimeout)) co_return;
   // RFC 1939 §7: the APOP timestamp is unique per greeting (pid, counter, time, random bytes).
   apop_timestamp_ = sasl::make_msgid_challenge(srv_.cfg.hostname);
   ok("POP3 server ready " + apop_timestamp_);

@@ -19,6 +19,7 @@
 #include "pop3d/commands.h"
 #include "pop3d/maildrop.h"
 #include "shared/config.h"
+#include "shared/daemon_server.h"
 #include "shared/net/limits.h"
 #include "shared/net/stream.h"
 #include "shared/protocol/command.h"
@@ -31,7 +32,7 @@ class Server;
 boost::asio::awaitable<void> run_session(Server& server, config::Listener listener, net::Stream stream,
                                          net::ConnectionLimiter::Token token);
 
-class Session {
+class Session final : public daemon::Drainable {
  public:
   using CommandId = pop3::CommandId;
   using State = pop3::State;
@@ -45,7 +46,8 @@ class Session {
   static constexpr bool kStateGateFirst = true;
 
   Session(Server& server, config::Listener listener, net::Stream stream);
-  ~Session();
+  ~Session() override;
+  void stop_if_idle() override;  // the daemon skeleton's drain (SIGTERM)
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
@@ -103,7 +105,6 @@ class Session {
   std::string_view mech_of(std::string_view method) const;
 
   // Authentication (session_login.cpp), and the POP3 framing of the SASL exchange.
-  class Pop3SaslTransport;
   boost::asio::awaitable<void> login(const std::string& user, const char* method);
   boost::asio::awaitable<void> login_failed(const char* method, std::string_view login, std::string_view why);
 

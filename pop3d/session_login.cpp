@@ -19,33 +19,6 @@ namespace rg::pop3 {
 
 namespace asio = boost::asio;
 
-// POP3 framing of the SASL exchange (RFC 5034 §4): "+ <base64>" out, one line in, bounded by
-// the SASL response limit and the idle timeout.
-class Session::Pop3SaslTransport final : public SaslTransport {
- public:
-  explicit Pop3SaslTransport(Session& s) : s_(s) {}
-  asio::awaitable<bool> send_challenge(const std::string& base64) override {
-    s_.stream_.queue("+ " + base64 + "\r\n");
-    co_return co_await s_.flush();
-  }
-  asio::awaitable<SaslResponse> read_response() override {
-    auto [ec, raw] = co_await s_.stream_.read_line(Limits::kSaslResponse,
-                                                   std::chrono::seconds(s_.srv_.cfg.pop3d.idle_timeout_seconds));
-    SaslResponse r;
-    if (ec == net::errc::line_too_long)
-      r.status = SaslResponse::Status::TooLong;
-    else if (ec == net::errc::timeout)
-      r.status = SaslResponse::Status::Timeout;
-    else if (ec)
-      r.status = SaslResponse::Status::Closed;
-    r.text = strip_eol(std::move(raw));
-    co_return r;
-  }
-
- private:
-  Session& s_;
-};
-
 asio::awaitable<void> Session::proceed_user(std::string_view name) {
   pending_user_ = std::string(name);
   // The same reply for every name: it must not reveal which users exist.
@@ -92,7 +65,10 @@ asio::awaitable<void> Session::proceed_auth(std::string_view args) {
   std::optional<std::string> initial;
   if (a->initial) initial = decode_initial_response(*a->initial);
   // The exchange itself is auth/sasl_exchange.h; here only its POP3 framing and replies.
-  Pop3SaslTransport transport(*this);
+  // POP3 framing of the exchange (RFC 5034 §4): "+ <base64>" out, one line in, bounded by the
+  // SASL response limit and the idle timeout.
+  LineSaslTransport transport(stream_, "+ ", Limits::kSaslResponse,
+                              std::chrono::seconds(srv_.cfg.pop3d.idle_timeout_seconds), [this] { return flush(); });
   const SaslOutcome out = co_await run_sasl_exchange(*mech, initial, srv_.auth, transport);
   switch (out.kind) {
     case SaslOutcome::Kind::Ok: co_return co_await login(out.user, "pop3-sasl");

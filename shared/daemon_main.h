@@ -1,6 +1,7 @@
 // The one main() both daemons run: options, config, bind, drop root, sd_notify, SIGHUP reload
 // and SIGTERM drain. Server must offer: Server(io_context&, Config), start(), stop(),
-// bool idle() (every session ended), reload(Config), `cfg` and `limiter`.
+// bool idle() (every session ended), reload(Config), `cfg` and `limiter`: daemon::ServerBase
+// (shared/daemon_server.h) provides all but the constructor.
 #pragma once
 
 #include <boost/asio/as_tuple.hpp>

@@ -142,4 +142,13 @@ void Line::emit() {
   (void)n;
 }
 
+void OnCrash::operator()(std::exception_ptr e) const {
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    error().kv("event", event).kv("error", ex.what());
+  }
+}
+
 }  // namespace rg::log

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -57,6 +58,14 @@ inline Line debug(std::string_view session = {}) { return Line(Level::Debug, ses
 // A reason= value as one bare token ("DIGEST-MD5: response mismatch" → "digest-md5-response-mismatch"):
 // refusal lines keep `reason=` free of spaces and quotes so filters can match `reason=\S+ ip=`.
 std::string token(std::string_view text);
+
+// The completion handler for a coroutine the daemon spawns and does not wait for (a session, an
+// accept loop, the queue runner): an exception that escaped it is logged as
+// `event=<event> error=<what>` and the daemon goes on (the coroutine's own destructors cleaned up).
+struct OnCrash {
+  const char* event;  // "session-crashed", "queue-crashed"
+  void operator()(std::exception_ptr e) const;
+};
 
 // Escapes a value for a key=value field (exposed for tests).
 std::string quote_value(std::string_view value);

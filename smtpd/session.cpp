@@ -128,13 +128,7 @@ asio::awaitable<void> Session::run() {
       .kv("port", stream_.remote_port())
       .kv("listener", listener_.port)
       .kv("mode", config::to_string(listener_.mode));
-  if (listener_.tls == config::TlsMode::Implicit) {
-    const auto tls = srv_.tls;  // kept alive across the handshake even if SIGHUP replaces it
-    if (auto ec = co_await stream_.start_tls(*tls, limits::kTlsHandshakeTimeout)) {
-      log::info(id_).kv("event", "disconnect").kv("reason", "tls-handshake-failed").kv("error", ec.message());
-      co_return;
-    }
-  }
+  if (!co_await srv_.implicit_tls(stream_, listener_, id_, limits::kTlsHandshakeTimeout)) co_return;
   // RFC 5321 §4.3.1: the client waits for the greeting; one that talks first is a spammer
   // or a smuggling probe (Postfix postscreen "pregreet").
   bool early = srv_.cfg.smtpd.greeting_pause_ms > 0

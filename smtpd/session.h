@@ -75,7 +75,6 @@ class Session final : public Drainable {
     std::string user;  // local recipients: canonical user name
   };
   enum class Relay { Allowed, Denied, TempFail };
-  class SmtpSaslTransport;
 
   // proceed_<cmd>: the work, after the gates and the check passed.
   boost::asio::awaitable<void> proceed_ehlo(std::string_view args);

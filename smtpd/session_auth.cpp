@@ -15,34 +15,6 @@ namespace rg::smtp {
 
 namespace asio = boost::asio;
 
-// SMTP framing of the SASL exchange (RFC 4954 §4): "334 <base64>" out, one line in, bounded
-// by the SASL response limit and the command timeout.
-class Session::SmtpSaslTransport final : public SaslTransport {
- public:
-  explicit SmtpSaslTransport(Session& s) : s_(s) {}
-  asio::awaitable<bool> send_challenge(const std::string& base64) override {
-    s_.stream_.queue("334 " + base64 + "\r\n");
-    co_return co_await s_.flush();
-  }
-  asio::awaitable<SaslResponse> read_response() override {
-    auto [ec, raw] = co_await s_.stream_.read_line(limits::kMaxSaslResponse,
-                                                   std::chrono::seconds(s_.srv_.cfg.smtpd.command_timeout_seconds));
-    SaslResponse r;
-    if (ec == net::errc::line_too_long)
-      r.status = SaslResponse::Status::TooLong;
-    else if (ec == net::errc::timeout)
-      r.status = SaslResponse::Status::Timeout;
-    else if (ec)
-      r.status = SaslResponse::Status::Closed;
-    while (!raw.empty() && (raw.back() == '\n' || raw.back() == '\r')) raw.pop_back();
-    r.text = std::move(raw);
-    co_return r;
-  }
-
- private:
-  Session& s_;
-};
-
 asio::awaitable<void> Session::auth_failed(std::string_view mech, std::string_view login, std::string_view why) {
   count(false);
   if (why == "tempfail") co_return reply(454, "4.7.0", "Temporary authentication failure");
@@ -107,7 +79,10 @@ asio::awaitable<void> Session::proceed_auth(std::string_view args) {
     }
   }
   // The exchange itself is auth/sasl_exchange.h; here only its SMTP framing and replies.
-  SmtpSaslTransport transport(*this);
+  // SMTP framing of the exchange (RFC 4954 §4): "334 <base64>" out, one line in, bounded by
+  // the SASL response limit and the command timeout.
+  LineSaslTransport transport(stream_, "334 ", limits::kMaxSaslResponse,
+                              std::chrono::seconds(srv_.cfg.smtpd.command_timeout_seconds), [this] { return flush(); });
   const SaslOutcome out = co_await run_sasl_exchange(*mech, initial, srv_.auth, transport);
   switch (out.kind) {
     case SaslOutcome::Kind::Ok: co_return co_await auth_succeeded(out.user, mname);

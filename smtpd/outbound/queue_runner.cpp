@@ -43,14 +43,7 @@ constexpr auto kIdleLinger = std::chrono::seconds(1);  // an idle connection wai
 
 int64_t now_s() { return static_cast<int64_t>(std::time(nullptr)); }
 
-void log_crash(std::exception_ptr e) {
-  if (!e) return;
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    log::error().kv("event", "queue-crashed").kv("error", ex.what());
-  }
-}
+constexpr log::OnCrash log_crash{"queue-crashed"};
 
 std::string read_password(const config::Config& cfg) {
   std::ifstream in(cfg.smarthost.password_file, std::ios::binary);
