@@ -25,11 +25,11 @@ enum class CommandId { Ehlo, Helo, StartTls, Auth, Mail, Rcpt, Data, Rset, Noop,
 inline constexpr size_t kCommandIds = static_cast<size_t>(CommandId::kCount);
 
 // What a check may know of the session: plain values, copied from the session per command.
+// (Whether the listener requires TLS is the TLS gate's, Session::tls_required_now(), before any check.)
 struct Facts {
   State state = State::Connected;
   bool esmtp = false;             // greeted with EHLO, not HELO
   bool tls_active = false;        // implicit TLS or after STARTTLS
-  bool tls_required = false;      // listener tls=required: only kBeforeTls commands before TLS
   bool starttls_offered = false;  // listener tls=starttls|required
   bool authenticated = false;     // SMTP AUTH succeeded in this TLS epoch
   size_t recipients = 0;          // accepted RCPTs of the current transaction

@@ -42,7 +42,6 @@ Facts Session::facts() const {
   f.state = state_;
   f.esmtp = esmtp_;
   f.tls_active = stream_.is_tls();
-  f.tls_required = listener_.tls == config::TlsMode::Required;
   f.starttls_offered = listener_.tls == config::TlsMode::StartTls || listener_.tls == config::TlsMode::Required;
   f.authenticated = !auth_user_.empty();
   f.recipients = rcpts_.size();

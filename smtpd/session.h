@@ -43,7 +43,7 @@ class Session final : public Drainable {
   using Facts = smtp::Facts;
   using Refusal = smtp::Refusal;
   using Row = protocol::Command<Session>;
-  static constexpr size_t kRows = 12;
+  static constexpr size_t kRows = kCommandIds - 1;  // a row for every id but Unknown
   // The protocol's one command table (commands.cpp).
   static const std::array<Row, kRows> kCommands;
 
