@@ -506,6 +506,8 @@ class DownThenUp(QueueBase):
         line = self.gw.wait_log("smtpd", r"to=later@remote.test .*status=deferred")[0]
         self.assertIn("code=451 dsn=4.4.1", line)
         self.assertIn("Connection refused", line)
+        # The delivery line is logged before the runner persists the attempt: wait for the envelope.
+        self.gw.wait_for(lambda: len(self.queued()) == 1 and self.queued()[0]["attempts"] >= 1, what="attempt 1 recorded")
         (q,) = self.queued()
         self.assertIn("Connection refused", q["last_error"])
         self.assertEqual(q["recipients"][0]["state"], "pending")
@@ -656,6 +658,8 @@ class Admin(QueueBase):
     def test_list_show_hold_release_flush_delete(self):
         submit(self.gw, "alice@example.test", ["admin@remote.test"], b"Subject: admin\r\n\r\nshow me\r\n")
         self.gw.wait_log("smtpd", r"to=admin@remote.test .*status=deferred .*attempt=1")
+        # The delivery line is logged before the runner persists the attempt: wait for the envelope.
+        self.gw.wait_for(lambda: len(self.queued()) == 1 and self.queued()[0]["attempts"] == 1, what="attempt 1 recorded")
         (q,) = self.queued()
         qid = q["id"]
         self.assertEqual(q["attempts"], 1)
@@ -677,6 +681,7 @@ class Admin(QueueBase):
         self.gw.wait_for(lambda: self.queued()[0]["attempts"] == 2, what="attempt 2 recorded")
         self.assertIn("1 message(s) scheduled", self.gw.ctl("queue", "flush").stdout)
         self.gw.wait_log("smtpd", r"to=admin@remote.test .*status=deferred .*attempt=3")
+        self.gw.wait_for(lambda: self.queued()[0]["attempts"] == 3, what="attempt 3 recorded")
         self.assertIn("deleted", self.gw.ctl("queue", "delete", qid).stdout)
         self.assertEqual(self.queued(), [])
         for args in (("show", qid), ("delete", qid), ("show", "../etc"), ("hold", "x y")):
