@@ -352,13 +352,14 @@ asio::awaitable<void> QueueRunner::finish(Job& job, const client::Client& client
   const std::string id = l.env.id;
   spool::Envelope env = l.env;
   const int64_t now = now_s();
-  if (job.attempted) {
-    auto events = queue::apply_attempt(env, job.outcomes, now, policy_);
-    log_events(env, events, client, now);
-  }
+  std::vector<queue::Event> events;
+  if (job.attempted) events = queue::apply_attempt(env, job.outcomes, now, policy_);
   queue::Plan p = plan(env, *l.message, now);
   auto persist_job = [spool = spool_, root = cfg_.maildir_root, p] { return queue::persist(spool, root, p); };
   queue::Persisted res = co_await pool_.run(persist_job);
+  // Logged once the envelope is on disk (or failed to be): whoever acts on a delivery line
+  // (relaygatectl queue show, a test) reads the state it reports.
+  log_events(env, events, client, now);
   if (!res.ok) {
     log::error(id).kv("event", "queue-write-failed").kv("error", res.error).kv("retry_in", kRetrySoon);
     unsaved_[id] = env;  // never attempt again what this attempt already delivered
