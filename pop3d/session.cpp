@@ -122,13 +122,7 @@ void Session::refuse_unknown(std::string_view keyword) {
 }
 
 asio::awaitable<void> Session::run() {
-  log::info(id_)
-      .kv("event", "connect")
-      .kv("ip", stream_.remote_ip())
-      .kv("port", stream_.remote_port())
-      .kv("listener", listener_.port)
-      .kv("tls", config::to_string(listener_.tls));
-  if (!co_await srv_.implicit_tls(stream_, listener_, id_, Limits::kTlsHandshakeTimeout)) co_return;
+  if (!co_await srv_.begin_session(stream_, listener_, id_, Limits::kTlsHandshakeTimeout)) co_return;
   // RFC 1939 §7: the APOP timestamp is unique per greeting (pid, counter, time, random bytes).
   apop_timestamp_ = sasl::make_msgid_challenge(srv_.cfg.hostname);
   ok("POP3 server ready " + apop_timestamp_);

@@ -135,8 +135,19 @@ void ServerBase::stop() {
 
 std::function<void()> ServerBase::prepare_reload(const config::Config&) { return {}; }
 
-asio::awaitable<bool> ServerBase::implicit_tls(net::Stream& stream, const config::Listener& listener,
-                                               std::string_view session_id, net::Duration timeout) {
+asio::awaitable<bool> ServerBase::begin_session(net::Stream& stream, const config::Listener& listener,
+                                                std::string_view session_id, net::Duration timeout) {
+  {
+    auto line = log::info(session_id);
+    line.kv("event", "connect")
+        .kv("ip", stream.remote_ip())
+        .kv("port", stream.remote_port())
+        .kv("listener", listener.port);
+    if (profile_.log_listener_mode)
+      line.kv("mode", config::to_string(listener.mode));
+    else
+      line.kv("tls", config::to_string(listener.tls));
+  }
   if (listener.tls != config::TlsMode::Implicit) co_return true;
   const auto ctx = tls;  // kept alive across the handshake even if SIGHUP replaces it
   if (auto ec = co_await stream.start_tls(*ctx, timeout)) {

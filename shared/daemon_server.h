@@ -148,12 +148,13 @@ class ServerBase {
   // or prepare_reload() fails; keys that need a restart are logged and keep their value.
   void reload(config::Config fresh);
 
-  // A session's first step on an implicit-TLS listener (RFC 8314 §3.3, RFC 2595 §7 port 995):
-  // the handshake within `timeout`, with the certificate in use when it began (a reload during
-  // it frees nothing). On failure logs `event=disconnect reason=tls-handshake-failed` under the
-  // session's id and returns false; on any other listener it returns true at once.
-  boost::asio::awaitable<bool> implicit_tls(net::Stream& stream, const config::Listener& listener,
-                                            std::string_view session_id, net::Duration timeout);
+  // A session's first steps: the `event=connect` line (ip, port, listener, then smtpd's `mode=`
+  // or pop3d's `tls=`), then on an implicit-TLS listener (RFC 8314 §3.3, RFC 2595 §7) the
+  // handshake within `timeout`, with the certificate in use when it began (a reload during it
+  // frees nothing). False, after `event=disconnect reason=tls-handshake-failed`, when the
+  // handshake fails: the session ends without a word.
+  boost::asio::awaitable<bool> begin_session(net::Stream& stream, const config::Listener& listener,
+                                             std::string_view session_id, net::Duration timeout);
 
   // Sessions register for their lifetime, so that stop() reaches them.
   void track(Drainable* s) { sessions_.insert(s); }

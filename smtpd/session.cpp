@@ -121,13 +121,7 @@ void Session::reset_transaction() {
 }
 
 asio::awaitable<void> Session::run() {
-  log::info(id_)
-      .kv("event", "connect")
-      .kv("ip", stream_.remote_ip())
-      .kv("port", stream_.remote_port())
-      .kv("listener", listener_.port)
-      .kv("mode", config::to_string(listener_.mode));
-  if (!co_await srv_.implicit_tls(stream_, listener_, id_, limits::kTlsHandshakeTimeout)) co_return;
+  if (!co_await srv_.begin_session(stream_, listener_, id_, limits::kTlsHandshakeTimeout)) co_return;
   // RFC 5321 §4.3.1: the client waits for the greeting; one that talks first is a spammer
   // or a smuggling probe (Postfix postscreen "pregreet").
   bool early = srv_.cfg.smtpd.greeting_pause_ms > 0
