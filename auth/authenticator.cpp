@@ -84,8 +84,8 @@ LegacySecret Authenticator::legacy_secret(std::string_view login) {
   return out;
 }
 
-asio::awaitable<int64_t> Authenticator::failed(std::string ip) {
-  const std::string net = failure_net_key(ip);
+asio::awaitable<int64_t> Authenticator::failed(FailedLogin attempt) {
+  const std::string net = failure_net_key(std::string(attempt.ip));
   int64_t failures = 1;
   try {
     const int64_t now = std::time(nullptr);
@@ -101,6 +101,16 @@ asio::awaitable<int64_t> Authenticator::failed(std::string ip) {
                    std::chrono::milliseconds(cfg_.auth.failure_delay_max_ms));
   asio::steady_timer t(co_await asio::this_coro::executor, delay);
   co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+  log::warn(attempt.session)
+      .kv("event", "auth")
+      .kv("outcome", "failed")
+      .kv("reason", log::token(attempt.why))
+      .kv("ip", attempt.ip)
+      .kv("proto", attempt.proto)
+      .kv("mech", attempt.mech)
+      .kv("login", attempt.login)
+      .kv("tls", attempt.tls)
+      .kv("failures", failures);
   co_return failures;
 }
 

@@ -45,8 +45,21 @@ class Authenticator {
   // Canonical user for a login or authzid ("alice", "Alice@example.test"), nullopt if not ours.
   std::optional<std::string> user_of(std::string_view login) const;
 
-  // Records a failed login from `ip` and waits the escalating delay; returns the failure count.
-  boost::asio::awaitable<int64_t> failed(std::string ip);
+  // One failed login as both daemons report it. The views must outlive the call (the caller
+  // awaits it).
+  struct FailedLogin {
+    std::string_view session;  // the session id of the log line
+    std::string_view ip;
+    std::string_view proto;  // "smtp", "pop3"
+    std::string_view mech;   // "PLAIN", ..., "USER", "APOP"
+    std::string_view login;  // the identity the client named
+    std::string_view why;    // short, secret-free
+    bool tls = false;
+  };
+  // Records a failed login, waits the escalating delay, then writes the one line fail2ban's
+  // filter reads (packaging/fail2ban/filter.d/relaygate.conf): `event=auth outcome=failed
+  // reason= ip= proto= mech= login= tls= failures=`. Returns the failure count.
+  boost::asio::awaitable<int64_t> failed(FailedLogin attempt);
   // Forgets the failures of `ip`'s network after a successful login.
   void succeeded(const std::string& ip);
 

@@ -110,17 +110,9 @@ asio::awaitable<void> Session::login_failed(const char* method, std::string_view
     co_return;
   }
   // Escalating delay per client network, shared with smtpd through authdb (auth/authenticator.h).
-  const int64_t failures = co_await srv_.auth.failed(stream_.remote_ip());
-  log::warn(id_)
-      .kv("event", "auth")
-      .kv("outcome", "failed")
-      .kv("reason", log::token(why))
-      .kv("ip", stream_.remote_ip())
-      .kv("proto", "pop3")
-      .kv("mech", mech_of(method))
-      .kv("login", login_name)
-      .kv("tls", stream_.is_tls())
-      .kv("failures", failures);
+  const Authenticator::FailedLogin attempt{id_, stream_.remote_ip(), "pop3", mech_of(method), login_name,
+                                           why, stream_.is_tls()};
+  co_await srv_.auth.failed(attempt);
   err("[AUTH] Authentication failed");
 }
 

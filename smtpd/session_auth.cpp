@@ -18,17 +18,8 @@ namespace asio = boost::asio;
 asio::awaitable<void> Session::auth_failed(std::string_view mech, std::string_view login, std::string_view why) {
   count(false);
   if (why == "tempfail") co_return reply(454, "4.7.0", "Temporary authentication failure");
-  int64_t failures = co_await srv_.auth.failed(stream_.remote_ip());
-  log::warn(id_)
-      .kv("event", "auth")
-      .kv("outcome", "failed")
-      .kv("reason", log::token(why))
-      .kv("ip", stream_.remote_ip())
-      .kv("proto", "smtp")
-      .kv("mech", mech)
-      .kv("login", login)
-      .kv("tls", stream_.is_tls())
-      .kv("failures", failures);
+  const Authenticator::FailedLogin attempt{id_, stream_.remote_ip(), "smtp", mech, login, why, stream_.is_tls()};
+  co_await srv_.auth.failed(attempt);
   reply(535, "5.7.8", "Error: authentication failed");
 }
 

@@ -688,6 +688,20 @@ class Admin(QueueBase):
             p = self.gw.ctl("queue", *args, check=False)
             self.assertEqual(p.returncode, 1, args)
 
+    def test_status_file_queue_block_from_smtpd_and_ctl(self):
+        # Only smtpd runs here: the queue block of the status file comes from the summary smtpd
+        # keeps in the database when queue/ changes, and relaygatectl rewrites it after a delete.
+        self.assertEqual(list(self.gw.daemons), ["smtpd"])
+        submit(self.gw, "alice@example.test", ["status@remote.test"], b"Subject: status\r\n\r\nqueued\r\n")
+        self.gw.wait_for(lambda: (self.gw.status() or {}).get("queue", {}).get("count") == 1, what="queue count 1 in the status file")
+        queue = self.gw.status()["queue"]
+        self.assertIsInstance(queue["oldest_age_seconds"], int)
+        self.assertGreaterEqual(queue["oldest_age_seconds"], 0)
+        (q,) = self.queued()
+        self.gw.wait_for(lambda: self.queued()[0]["attempts"] >= 1, what="attempt 1 recorded")
+        self.assertIn("deleted", self.gw.ctl("queue", "delete", q["id"]).stdout)
+        self.assertEqual(self.gw.status()["queue"], {"count": 0, "oldest_age_seconds": None})
+
     def test_no_smarthost_refuses_non_local_at_rcpt(self):
         with Gateway() as gw:
             gw.config.pop("smarthost", None)
