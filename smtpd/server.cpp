@@ -5,6 +5,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <utility>
 
 #include "authdb/status.h"
 #include "shared/daemon.h"
@@ -91,7 +92,11 @@ asio::awaitable<void> Server::rewrite_status() {
   auto list = [s = spool] { return s.summary(); };
   const spool::Summary queued = co_await disk_pool.run(list);
   const authdb::QueueSummary summary{static_cast<int64_t>(queued.count), queued.oldest_created_at};
-  if (db.queue_summary() != summary) db.set_queue_summary(summary);
+  const bool due = std::exchange(status_due_, false);
+  if (db.queue_summary() != summary)
+    db.set_queue_summary(summary);
+  else if (!due)
+    co_return;  // a queue change the file does not show (an attempt recorded, a hold)
   auto write = [file = status.file(), snapshot = authdb::read_status(db, std::time(nullptr))] {
     authdb::write_status_file(file, snapshot);
   };
@@ -107,7 +112,8 @@ asio::awaitable<void> Server::report_status() {
     } catch (const std::exception&) {
     }
     daemon::notify(line);
-    status.request();  // generated_at, and grants expired since, at least once a minute
+    status_due_ = true;  // generated_at, and grants expired since, at least once a minute
+    status.request();
     status_timer_->expires_after(std::chrono::seconds(60));
     auto [ec] = co_await status_timer_->async_wait(asio::as_tuple(asio::use_awaitable));
     if (ec) co_return;

@@ -40,8 +40,9 @@ class Server : public daemon::ServerBase {
   Authenticator auth;
   spool::Spool spool;
   std::vector<Cidr> trusted;
-  // The status file, rewritten with a fresh queue summary whenever the queue changes (the queue
-  // runner's watch on queue/), at start and once a minute.
+  // The status file: rewritten at start and once a minute, and whenever a change the queue
+  // runner's watch on queue/ reports changes the queue summary (count, oldest) — not for every
+  // envelope rewrite, so a delivery burst costs no extra fsync'd writes.
   daemon::StatusPublisher status;
   // Delivery to the smarthost; null when none is configured (non-local RCPTs are refused).
   // Declared last: destroyed first, before the pool and the database it uses.
@@ -59,6 +60,7 @@ class Server : public daemon::ServerBase {
   boost::asio::awaitable<void> report_status();  // systemd STATUS= counts once a minute
   // Lists the spool, stores its summary in authdb, then rewrites the status file from authdb.
   boost::asio::awaitable<void> rewrite_status();
+  bool status_due_ = true;  // the next rewrite writes even if the queue summary is the same
   std::unique_ptr<boost::asio::steady_timer> status_timer_;
 };
 
