@@ -42,7 +42,10 @@ asio::awaitable<AuthOutcome> Authenticator::check_password(std::string login, st
   AuthOutcome out;
   std::optional<authdb::UserAuth> rec;
   try {
-    if (auto user = user_of(login)) rec = db_.find_user(*user);
+    if (auto user = user_of(login)) {
+      auto find = [name = *user](authdb::Store& s) { return s.find_user(name); };
+      rec = co_await db_.run(authdb::Lane::Read, "look up user", find);
+    }
   } catch (const authdb::Error& e) {
     log::error().kv("event", "auth-lookup-failed").kv("error", e.what());
     out.result = AuthOutcome::Result::TempFail;
@@ -68,29 +71,33 @@ asio::awaitable<AuthOutcome> Authenticator::check_password(std::string login, st
   co_return out;
 }
 
-LegacySecret Authenticator::legacy_secret(std::string_view login) {
+asio::awaitable<LegacySecret> Authenticator::legacy_secret(std::string login) {
   LegacySecret out;
   try {
     auto user = user_of(login);
-    if (!user) return out;
-    auto rec = db_.find_user(*user);
-    if (!rec || !rec->enabled || !rec->legacy_secret) return out;
+    if (!user) co_return out;
+    auto find = [name = *user](authdb::Store& s) { return s.find_user(name); };
+    auto rec = co_await db_.run(authdb::Lane::Read, "look up user", find);
+    if (!rec || !rec->enabled || !rec->legacy_secret) co_return out;
     out.user = rec->name;
     out.secret = rec->legacy_secret;
   } catch (const authdb::Error& e) {
     log::error().kv("event", "auth-lookup-failed").kv("error", e.what());
     out.tempfail = true;
   }
-  return out;
+  co_return out;
 }
 
 asio::awaitable<int64_t> Authenticator::failed(FailedLogin attempt) {
   const std::string net = failure_net_key(std::string(attempt.ip));
   int64_t failures = 1;
   try {
-    const int64_t now = std::time(nullptr);
-    db_.record_failure(net, now);
-    failures = db_.failure_count(net, now);
+    // One write job: the count read after the write sees it.
+    auto record = [net, now = static_cast<int64_t>(std::time(nullptr))](authdb::Store& s) {
+      s.record_failure(net, now);
+      return s.failure_count(net, now);
+    };
+    failures = co_await db_.run(authdb::Lane::Write, "record failed login", record);
   } catch (const authdb::Error& e) {
     log::error().kv("event", "record-failure-failed").kv("error", e.what());
   }
@@ -114,12 +121,15 @@ asio::awaitable<int64_t> Authenticator::failed(FailedLogin attempt) {
   co_return failures;
 }
 
-void Authenticator::succeeded(const std::string& ip) {
+asio::awaitable<bool> Authenticator::succeeded(std::string ip) {
   try {
-    db_.clear_failures(failure_net_key(ip));
+    auto clear = [net = failure_net_key(ip)](authdb::Store& s) { s.clear_failures(net); };
+    co_await db_.run(authdb::Lane::Write, "clear failed logins", clear);
   } catch (const authdb::Error& e) {
     log::error().kv("event", "clear-failures-failed").kv("error", e.what());
+    co_return false;
   }
+  co_return true;
 }
 
 }  // namespace rg

@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include "authdb/authdb.h"
+#include "authdb/client.h"
 #include "shared/config.h"
 #include "shared/net/limits.h"
 
@@ -34,14 +34,17 @@ std::chrono::milliseconds failure_delay(int64_t failures, int64_t cap_ms);
 
 class Authenticator {
  public:
-  Authenticator(authdb::AuthDb& db, net::WorkerPool& pool, const config::Config& cfg)
+  // Every database call goes through `db` (its threads, its time limit): a lookup never blocks
+  // the I/O thread. Logins never use smtpd's RCPT cache: a password change or a disabled user
+  // takes effect at the next login.
+  Authenticator(authdb::Client& db, net::WorkerPool& pool, const config::Config& cfg)
       : db_(db), pool_(pool), cfg_(cfg) {}
 
   // Maps `login` to a user and verifies `password` on the worker pool. Unknown users cost the
   // same hashing time. Never throws for database faults (TempFail).
   boost::asio::awaitable<AuthOutcome> check_password(std::string login, std::string password);
   // The legacy secret of `login`'s user, if it has one.
-  LegacySecret legacy_secret(std::string_view login);
+  boost::asio::awaitable<LegacySecret> legacy_secret(std::string login);
   // Canonical user for a login or authzid ("alice", "Alice@example.test"), nullopt if not ours.
   std::optional<std::string> user_of(std::string_view login) const;
 
@@ -60,11 +63,15 @@ class Authenticator {
   // filter reads (packaging/fail2ban/filter.d/relaygate.conf): `event=auth outcome=failed
   // reason= ip= proto= mech= login= tls= failures=`. Returns the failure count.
   boost::asio::awaitable<int64_t> failed(FailedLogin attempt);
-  // Forgets the failures of `ip`'s network after a successful login.
-  void succeeded(const std::string& ip);
+  // Forgets the failures of `ip`'s network after a successful login. False (logged) when the
+  // database could not be written: the daemons then answer a temporary failure (smtpd 454 4.7.0,
+  // pop3d -ERR [SYS/TEMP]) rather than a login whose bookkeeping was lost — a login's outcome is
+  // given only once its writes are committed, which also keeps the two daemons' answers the same
+  // while the database is locked (pop3d must commit its grant anyway).
+  boost::asio::awaitable<bool> succeeded(std::string ip);
 
  private:
-  authdb::AuthDb& db_;
+  authdb::Client& db_;
   net::WorkerPool& pool_;
   const config::Config& cfg_;
 };

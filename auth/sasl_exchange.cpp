@@ -74,7 +74,8 @@ asio::awaitable<SaslOutcome> run_sasl_exchange(sasl::Mechanism& mech, const std:
       co_return ok;
     } else if (auto* ns = std::get_if<sasl::NeedSecret>(&step)) {
       login = ns->authcid;
-      const LegacySecret ls = auth.legacy_secret(ns->authcid);
+      const std::string authcid(ns->authcid);
+      const LegacySecret ls = co_await auth.legacy_secret(authcid);
       if (ls.tempfail) co_return outcome(Kind::TempFail, login, "tempfail");
       // Unknown users and users without a secret: the mechanism does the same work against a
       // dummy and fails, so timing tells nothing.

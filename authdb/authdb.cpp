@@ -3,14 +3,17 @@
 // while another process holds the write lock (SQLITE_BUSY / SQLITE_LOCKED).
 #include "authdb/authdb.h"
 
+#include "shared/fd.h"
 #include "shared/fsutil.h"
 #include "shared/ip.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <thread>
 #include <unordered_map>
 
@@ -166,7 +169,7 @@ void AuthDb::fail(const char* what, int rc) const {
 template <class F>
 auto AuthDb::with_retry(const char* what, F&& f) -> decltype(f()) {
   using clock = std::chrono::steady_clock;
-  const auto deadline = clock::now() + std::chrono::milliseconds(kBusyRetryLimitMs);
+  const auto deadline = clock::now() + busy_limit_;
   for (int attempt = 0;; ++attempt) {
     try {
       return f();
@@ -174,7 +177,7 @@ auto AuthDb::with_retry(const char* what, F&& f) -> decltype(f()) {
       if (sqlite3_get_autocommit(db_.get()) == 0) sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
       if (clock::now() >= deadline)
         throw Error("database " + file_.string() + ": " + what + " failed: still locked by another process after " +
-                    std::to_string(kBusyRetryLimitMs / 1000) + " s");
+                    std::to_string(busy_limit_.count()) + " ms");
       std::this_thread::sleep_for(std::chrono::milliseconds(2 + (attempt % 8) * 3));
     } catch (...) {
       if (sqlite3_get_autocommit(db_.get()) == 0) sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
@@ -190,7 +193,8 @@ void AuthDb::exec(const char* sql, const char* what) {
   check(rc, what);
 }
 
-AuthDb::AuthDb(const fs::path& file, OpenMode mode) : file_(file) {
+AuthDb::AuthDb(const fs::path& file, OpenMode mode, std::chrono::milliseconds busy_limit)
+    : file_(file), busy_limit_(busy_limit) {
   std::error_code ec;
   if (mode == OpenMode::MustExist && !fs::exists(file_, ec))
     throw Error("database " + file_.string() + ": does not exist (create it with `relaygatectl user add`)");
@@ -212,7 +216,7 @@ AuthDb::AuthDb(const fs::path& file, OpenMode mode) : file_(file) {
   db_.reset(raw);
   if (rc != SQLITE_OK) fail("open", rc);
   sqlite3_extended_result_codes(db_.get(), 1);
-  sqlite3_busy_timeout(db_.get(), kBusyTimeoutMs);
+  sqlite3_busy_timeout(db_.get(), static_cast<int>(std::min<int64_t>(kBusyTimeoutMs, busy_limit_.count())));
   with_retry("open", [&] {
     // Reading the schema first makes a corrupt or foreign file fail here, with its name.
     exec("PRAGMA foreign_keys=ON", "enable foreign keys");
@@ -222,6 +226,30 @@ AuthDb::AuthDb(const fs::path& file, OpenMode mode) : file_(file) {
   });
   exec("PRAGMA synchronous=NORMAL", "set synchronous");
   migrate();
+  struct stat st {};
+  if (::stat(file_.c_str(), &st) == 0) identity_ = {st.st_dev, st.st_ino};
+}
+
+// Before each write (issue 11, item 5). SQLite keeps its descriptor and its page cache: a file
+// renamed over the database leaves this connection writing to the old, unlinked inode, and one
+// overwritten in place (`cp garbage db`) can go unseen while pages come from the cache and the
+// WAL, so a grant "commits" where no reader will ever find it and pop3d answers +OK. A stat of
+// the path (same device and inode as at open) and the 16-byte header magic read from the path
+// cost one syscall pair per write and catch both; the Error makes authdb::Client drop this
+// connection, so the next job reopens whatever the path now holds (a good file: recovery).
+void AuthDb::check_file(const char* what) const {
+  struct stat st {};
+  if (::stat(file_.c_str(), &st) != 0)
+    throw Error("database " + file_.string() + ": " + what + " failed: the file is gone");
+  if (identity_ && (st.st_dev != identity_->first || st.st_ino != identity_->second))
+    throw Error("database " + file_.string() + ": " + what + " failed: the file was replaced since it was opened");
+  static constexpr char kMagic[16] = "SQLite format 3";  // with its NUL: the SQLite file header
+  char head[sizeof kMagic] = {};
+  Fd fd(::open(file_.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd || ::pread(fd.get(), head, sizeof head, 0) != static_cast<ssize_t>(sizeof head) ||
+      std::memcmp(head, kMagic, sizeof head) != 0)
+    throw Error("database " + file_.string() + ": " + what +
+                " failed: the file is not an SQLite database any more (overwritten?)");
 }
 
 AuthDb::~AuthDb() {
@@ -239,6 +267,9 @@ int AuthDb::schema_version() {
 }
 
 void AuthDb::migrate() {
+  // A current schema needs no write lock: a daemon's database thread opening its connection
+  // while another process holds the lock must not wait for it (issue 11).
+  if (schema_version() == kSchemaVersion) return;
   with_retry("migrate schema", [&] {
     exec("BEGIN IMMEDIATE", "begin");
     int version = 0;
@@ -343,6 +374,7 @@ std::vector<User> AuthDb::list_users() {
 
 bool AuthDb::grant(const std::string& raw_ip, const std::string& user, const std::string& method, int64_t ttl,
                    int64_t now) {
+  check_file("write grant");
   const std::string ip = grant_key(raw_ip);
   return with_retry("write grant", [&] {
     // One statement: a refresh keeps granted_at and last_used_at, moves expires_at.
@@ -389,6 +421,7 @@ std::optional<Grant> AuthDb::live_grant(const std::string& raw_ip, int64_t now) 
 bool AuthDb::is_authorized(const std::string& ip, int64_t now) { return live_grant(ip, now).has_value(); }
 
 void AuthDb::touch(const std::string& raw_ip, int64_t now) {
+  check_file("touch grant");
   auto ip = canonical_ip(raw_ip).value_or(raw_ip);
   with_retry("touch grant", [&] {
     Stmt s(*this, "UPDATE grants SET last_used_at=?2 WHERE ip=?1 AND ?2 < expires_at");
@@ -415,6 +448,7 @@ int AuthDb::revoke_user(const std::string& user) {
 }
 
 int AuthDb::purge_expired(int64_t now) {
+  check_file("purge grants");
   return with_retry("purge grants", [&] {
     Stmt s(*this, "DELETE FROM grants WHERE expires_at <= ?1 OR expires_at - ?1 > ttl");
     s.bind(1, now).run();
@@ -442,6 +476,7 @@ std::vector<Grant> AuthDb::list(int64_t now) {
 // ---- the queue summary ----
 
 void AuthDb::set_queue_summary(const QueueSummary& q) {
+  check_file("write queue summary");
   with_retry("write queue summary", [&] {
     Stmt s(*this, "UPDATE queue_summary SET count=?, oldest_enqueued_at=? WHERE id=1");
     s.bind(1, q.count).bind(2, q.count > 0 ? q.oldest_enqueued_at : int64_t{0}).run();
@@ -468,6 +503,7 @@ int64_t AuthDb::failure_count(const std::string& net, int64_t now) {
 }
 
 void AuthDb::record_failure(const std::string& net, int64_t now) {
+  check_file("record failed login");
   with_retry("record failed login", [&] {
     Stmt s(*this,
            "INSERT INTO auth_failures(net, failures, last_failure_at) VALUES(?1, 1, ?2) "
@@ -479,11 +515,16 @@ void AuthDb::record_failure(const std::string& net, int64_t now) {
 }
 
 void AuthDb::clear_failures(const std::string& net) {
+  check_file("clear failed logins");
   with_retry("clear failed logins", [&] {
     Stmt s(*this, "DELETE FROM auth_failures WHERE net=?");
     s.bind(1, net).run();
     return 0;
   });
+}
+
+std::function<std::unique_ptr<Store>()> sqlite_store_factory(fs::path file, std::chrono::milliseconds busy_limit) {
+  return [file = std::move(file), busy_limit] { return std::make_unique<AuthDb>(file, OpenMode::Create, busy_limit); };
 }
 
 }  // namespace rg::authdb

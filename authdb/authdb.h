@@ -6,14 +6,20 @@
 // so callers can tell "denied" (false) from "could not check" (Error → 451 4.3.0, never relay).
 #pragma once
 
+#include <sys/types.h>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
+
+#include "authdb/store.h"
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -22,59 +28,23 @@ namespace rg::authdb {
 
 namespace fs = std::filesystem;
 
-// The database could not be opened, read or written; the message names the file.
-class Error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
-struct User {
-  std::string name;  // canonical (lower case)
-  bool enabled = true;
-  bool legacy = false;  // has the plaintext-equivalent secret APOP/CRAM-MD5/DIGEST-MD5 need
-  int64_t created_at = 0;
-};
-
-struct UserAuth {
-  std::string name;
-  bool enabled = true;
-  std::string password_hash;                 // crypt(3) string
-  std::optional<std::string> legacy_secret;  // only for users with legacy mechanisms
-};
-
-struct Grant {
-  std::string ip;  // canonical text form
-  std::string user;
-  std::string method;  // pop3, apop, pop3-sasl, admin
-  int64_t granted_at = 0;
-  int64_t refreshed_at = 0;
-  int64_t expires_at = 0;
-  std::optional<int64_t> last_used_at;
-  int64_t ttl = 0;
-};
-
-// What the queue holds, as smtpd last saw it (the status file's "queue"): messages queued and
-// when the oldest was enqueued (unix seconds; 0 when the queue is empty).
-struct QueueSummary {
-  int64_t count = 0;
-  int64_t oldest_enqueued_at = 0;
-  bool operator==(const QueueSummary&) const = default;
-};
-
 enum class OpenMode {
   MustExist,  // a missing file is an Error (read-only tools)
   Create,     // create the file and schema if missing (daemons, writing CLI commands)
 };
 
-class AuthDb {
+// The SQLite Store (and, for relaygatectl, the administrative operations daemons never need).
+class AuthDb : public Store {
  public:
   static constexpr int kSchemaVersion = 3;
-  static constexpr int kBusyTimeoutMs = 5000;            // per statement, then our own retry
-  static constexpr int kBusyRetryLimitMs = 30000;        // total wait before giving up with Error
-  static constexpr int64_t kFailureWindowSeconds = 900;  // failed logins older than this are forgotten
+  static constexpr int kBusyTimeoutMs = 5000;      // per statement, then our own retry
+  static constexpr int kBusyRetryLimitMs = 30000;  // total wait before giving up with Error (default)
 
-  explicit AuthDb(const fs::path& file, OpenMode mode = OpenMode::Create);
-  ~AuthDb();
+  // `busy_limit` bounds the whole wait for another process's lock (the daemons pass their
+  // database_timeout_ms, so a database thread never sits longer than its waiter waits).
+  explicit AuthDb(const fs::path& file, OpenMode mode = OpenMode::Create,
+                  std::chrono::milliseconds busy_limit = std::chrono::milliseconds(kBusyRetryLimitMs));
+  ~AuthDb() override;
   AuthDb(const AuthDb&) = delete;
   AuthDb& operator=(const AuthDb&) = delete;
 
@@ -87,29 +57,30 @@ class AuthDb {
                     const std::optional<std::string>& legacy_secret, int64_t now);  // false: no such user
   bool delete_user(const std::string& name);                                        // also removes the user's grants
   bool set_enabled(const std::string& name, bool enabled, int64_t now);             // disabling revokes grants
-  std::optional<UserAuth> find_user(const std::string& name);
+  std::optional<UserAuth> find_user(const std::string& name) override;
   std::vector<User> list_users();
 
   // Grants (ip in any textual form; stored canonical): create or refresh ip's grant to now + ttl.
   // False if the user does not exist or is disabled; std::invalid_argument if ip is not an address.
-  bool grant(const std::string& ip, const std::string& user, const std::string& method, int64_t ttl, int64_t now);
+  bool grant(const std::string& ip, const std::string& user, const std::string& method, int64_t ttl,
+             int64_t now) override;
   bool is_authorized(const std::string& ip, int64_t now);
-  std::optional<Grant> live_grant(const std::string& ip, int64_t now);
-  void touch(const std::string& ip, int64_t now);  // record a relay by the grant
+  std::optional<Grant> live_grant(const std::string& ip, int64_t now) override;
+  void touch(const std::string& ip, int64_t now) override;  // record a relay by the grant
   bool revoke(const std::string& ip);
   int revoke_user(const std::string& user);
-  int purge_expired(int64_t now);
-  std::vector<Grant> list(int64_t now);  // live grants only, by ip
+  int purge_expired(int64_t now) override;
+  std::vector<Grant> list(int64_t now) override;  // live grants only, by ip
 
   // The queue summary: written by whoever changed the queue (smtpd, relaygatectl queue
   // commands), read by every writer of the status file, so that none of them lists the spool.
-  void set_queue_summary(const QueueSummary& q);
-  QueueSummary queue_summary();
+  void set_queue_summary(const QueueSummary& q) override;
+  QueueSummary queue_summary() override;
 
   // Failed logins per network key (shared/ip.h failure_net_key), shared by pop3d and smtpd.
-  int64_t failure_count(const std::string& net, int64_t now);
-  void record_failure(const std::string& net, int64_t now);
-  void clear_failures(const std::string& net);
+  int64_t failure_count(const std::string& net, int64_t now) override;
+  void record_failure(const std::string& net, int64_t now) override;
+  void clear_failures(const std::string& net) override;
 
   int schema_version();
 
@@ -127,10 +98,17 @@ class AuthDb {
   void check(int rc, const char* what);  // throws Busy (retried) or Error
   [[noreturn]] void fail(const char* what, int rc) const;
   void migrate();
+  void check_file(const char* what) const;  // before a write: still the file we opened, still SQLite
 
   fs::path file_;
+  std::chrono::milliseconds busy_limit_;
+  std::optional<std::pair<dev_t, ino_t>> identity_;  // the file's device and inode at open
   std::unique_ptr<sqlite3, Closer> db_;
   std::unordered_map<const char*, std::unique_ptr<sqlite3_stmt, StmtCloser>> stmts_;  // by SQL literal
 };
+
+// The daemons' Store factory (authdb/client.h): each database thread opens its own connection
+// to `file`, its busy wait bounded by `busy_limit` (the daemons' database_timeout_ms).
+std::function<std::unique_ptr<Store>()> sqlite_store_factory(fs::path file, std::chrono::milliseconds busy_limit);
 
 }  // namespace rg::authdb

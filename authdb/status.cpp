@@ -45,7 +45,7 @@ void write_status_file(const std::filesystem::path& path, const std::vector<Gran
   fsutil::atomic_write(path, render_status(grants, now, queue), 0644, owner);
 }
 
-StatusSnapshot read_status(AuthDb& db, int64_t now) { return {db.list(now), db.queue_summary(), now}; }
+StatusSnapshot read_status(Store& db, int64_t now) { return {db.list(now), db.queue_summary(), now}; }
 
 void write_status_file(const std::filesystem::path& path, const StatusSnapshot& status,
                        const std::optional<fsutil::Owner>& owner) {

@@ -28,13 +28,13 @@ void write_status_file(const std::filesystem::path& path, const std::vector<Gran
                        const QueueSummary* queue = nullptr, const std::optional<fsutil::Owner>& owner = std::nullopt);
 
 // What the status file shows, read from authdb alone: the live grants and the queue summary
-// smtpd keeps there. Read on the thread that owns `db`; written anywhere.
+// smtpd keeps there. Read on the thread that owns `db` (a daemon's database thread); written anywhere.
 struct StatusSnapshot {
   std::vector<Grant> grants;
   QueueSummary queue;
   int64_t now = 0;
 };
-StatusSnapshot read_status(AuthDb& db, int64_t now);
+StatusSnapshot read_status(Store& db, int64_t now);
 // Writers: pop3d (grants), smtpd (the queue), relaygatectl (grant, user and queue commands), each
 // from its own snapshot. No lock between them: every version is whole (the durable rename), and
 // each is a full view of authdb at its snapshot, so the only race is an older snapshot renamed

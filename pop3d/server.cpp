@@ -23,6 +23,7 @@ using config::Config;
 // SIGHUP, pop3d's own keys (after its section and daemon::kSharedReloadKeys).
 constexpr daemon::ReloadKey kReloadKeys[] = {
     {"smtpd", nullptr, daemon::take<&Config::smtpd>},
+    {"database_timeout_ms", daemon::differs<&Config::database_timeout_ms>, nullptr},  // the Client's threads hold it
 };
 
 const daemon::Profile kProfile{
@@ -36,7 +37,8 @@ const daemon::Profile kProfile{
 
 Server::Server(asio::io_context& io_ctx, Config config)
     : daemon::ServerBase(io_ctx, std::move(config), kProfile),
-      db(cfg.database, authdb::OpenMode::Create),
+      db(authdb::sqlite_store_factory(cfg.database, std::chrono::milliseconds(cfg.database_timeout_ms)),
+         cfg.database.string(), std::chrono::milliseconds(cfg.database_timeout_ms)),
       auth(db, pool, cfg),
       status(io_ctx, cfg.status_file, [this] { return rewrite_status(); }),
       timer_(io_ctx) {}
@@ -49,12 +51,14 @@ asio::awaitable<void> Server::session(config::Listener listener, net::Stream str
 }
 
 asio::awaitable<void> Server::rewrite_status() {
-  // authdb is the I/O thread's: the snapshot is taken here, the write and its fsync run on the
-  // pool. A named job, not a temporary: g++ 12 double-destroys prvalue arguments to a coroutine
-  // inside co_await (the GCC PR 100611 family).
-  auto job = [file = status.file(), snapshot = authdb::read_status(db, std::time(nullptr))] {
-    authdb::write_status_file(file, snapshot);
+  // The snapshot is read on authdb's read lane, the write and its fsync run on the pool. Named
+  // jobs, not temporaries: g++ 12 double-destroys prvalue arguments to a coroutine inside
+  // co_await (the GCC PR 100611 family).
+  auto read = [now = static_cast<int64_t>(std::time(nullptr))](authdb::Store& s) {
+    return authdb::read_status(s, now);
   };
+  authdb::StatusSnapshot snapshot = co_await db.run(authdb::Lane::Read, "read status", read);
+  auto job = [file = status.file(), snap = std::move(snapshot)] { authdb::write_status_file(file, snap); };
   co_await pool.run(job);
 }
 
@@ -65,7 +69,8 @@ void Server::on_stop() { timer_.cancel(); }
 asio::awaitable<void> Server::housekeeping() {
   for (;;) {
     try {
-      int purged = db.purge_expired(std::time(nullptr));
+      auto purge = [now = static_cast<int64_t>(std::time(nullptr))](authdb::Store& s) { return s.purge_expired(now); };
+      const int purged = co_await db.run(authdb::Lane::Write, "purge grants", purge);
       if (purged > 0) log::info().kv("event", "purge").kv("expired_grants", purged);
     } catch (const std::exception& e) {
       log::error().kv("event", "purge-failed").kv("error", e.what());

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "auth/authenticator.h"
-#include "authdb/authdb.h"
+#include "authdb/client.h"
 #include "shared/config.h"
 #include "shared/daemon_server.h"
 #include "shared/net/limits.h"
@@ -27,7 +27,8 @@ class Server : public daemon::ServerBase {
   Server(boost::asio::io_context& io, config::Config cfg);
   ~Server() override;
 
-  authdb::AuthDb db;
+  // Every database call of the daemon, off the I/O thread, within database_timeout_ms.
+  authdb::Client db;
   Authenticator auth;
   // The status file, rewritten after grant changes and every grants.status_interval_seconds.
   daemon::StatusPublisher status;

@@ -38,7 +38,8 @@ asio::awaitable<void> Session::proceed_pass(std::string_view password_arg) {
 
 asio::awaitable<void> Session::proceed_apop(std::string_view args) {
   const ApopArgs a = *parse_apop(args);  // check_apop: well-formed
-  const LegacySecret ls = srv_.auth.legacy_secret(a.name);
+  const std::string apop_name(a.name);
+  const LegacySecret ls = co_await srv_.auth.legacy_secret(apop_name);
   if (ls.tempfail) co_return co_await login_failed("apop", a.name, "tempfail");
   // Unknown users get the same digest work against a dummy secret.
   const bool good =
@@ -145,11 +146,21 @@ asio::awaitable<void> Session::login(const std::string& user, const char* method
     err("[SYS/TEMP] Cannot open the mailbox");
     co_return;
   }
+  // The login holds only once its grant is committed (issue 11): any database fault, a timeout
+  // included, is -ERR [SYS/TEMP] with the reason logged, never +OK from what a cache remembers.
+  std::string grant_error;
   try {
-    if (!srv_.db.grant(stream_.remote_ip(), user, method, srv_.cfg.grants.ttl_seconds, now))
+    const std::string ip = stream_.remote_ip();
+    auto write = [ip, user, method = std::string(method), ttl = srv_.cfg.grants.ttl_seconds, now](authdb::Store& s) {
+      return s.grant(ip, user, method, ttl, now);
+    };
+    if (!co_await srv_.db.run(authdb::Lane::Write, "write grant", write))
       throw authdb::Error("user " + user + " vanished during login");
-    srv_.auth.succeeded(stream_.remote_ip());
+    if (!co_await srv_.auth.succeeded(ip)) throw authdb::Error("could not clear the failed-login counter");
   } catch (const std::exception& e) {
+    grant_error = e.what();
+  }
+  if (!grant_error.empty()) {
     log::error(id_)
         .kv("event", "auth")
         .kv("outcome", "tempfail")
@@ -157,7 +168,7 @@ asio::awaitable<void> Session::login(const std::string& user, const char* method
         .kv("ip", stream_.remote_ip())
         .kv("method", method)
         .kv("user", user)
-        .kv("error", e.what());
+        .kv("error", grant_error);
     drop_.reset();
     err("[SYS/TEMP] Temporary failure, try again later");
     co_return;

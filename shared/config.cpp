@@ -298,6 +298,7 @@ Config parse(const std::string& text, const fs::path& name, const fs::path& base
   ObjectReader r(root, "", file);
   r.get_string("hostname", c.hostname);
   r.get_path("database", c.database, base_dir);
+  r.get_int("database_timeout_ms", c.database_timeout_ms, kMinDatabaseTimeoutMs, kMaxDatabaseTimeoutMs);
   r.get_path("status_file", c.status_file, base_dir);
   r.get_path("maildir_root", c.maildir_root, base_dir);
   r.get_path("spool_dir", c.spool_dir, base_dir);

@@ -117,10 +117,19 @@ struct RunAs {
   bool allow_root = false;  // explicitly keep running as uid 0 (never by default)
 };
 
+// database_timeout_ms: a few seconds by default; the bounds keep it above a scheduling hiccup
+// and below the SMTP command timeouts a client waits (RFC 5321 §4.5.3.2: 5 minutes for RCPT).
+inline constexpr int64_t kDefaultDatabaseTimeoutMs = 3000;
+inline constexpr int64_t kMinDatabaseTimeoutMs = 100;
+inline constexpr int64_t kMaxDatabaseTimeoutMs = 60000;
+
 struct Config {
   fs::path file;         // the file loaded ("" for embedded defaults)
   std::string hostname;  // defaults to the system host name
   fs::path database;
+  // How long a session waits for the database (authdb::Client) before it answers a temporary
+  // failure; also bounds the daemons' wait for another process's lock (issue 11).
+  int64_t database_timeout_ms = kDefaultDatabaseTimeoutMs;
   fs::path status_file;
   fs::path maildir_root;
   fs::path spool_dir;

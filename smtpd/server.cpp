@@ -35,6 +35,7 @@ void take_smarthost(Config& running, const Config& fresh) {
 constexpr daemon::ReloadKey kReloadKeys[] = {
     {"smarthost", smarthost_presence_differs, take_smarthost},
     {"spool_dir", daemon::differs<&Config::spool_dir>, nullptr},
+    {"database_timeout_ms", daemon::differs<&Config::database_timeout_ms>, nullptr},  // the Client's threads hold it
     {"run_as", nullptr, daemon::take<&Config::run_as>},
 };
 
@@ -55,7 +56,8 @@ std::vector<Cidr> parse_trusted(const Config& c) {
 
 Server::Server(asio::io_context& io_ctx, Config config)
     : daemon::ServerBase(io_ctx, std::move(config), kProfile),
-      db(cfg.database, authdb::OpenMode::Create),
+      db(authdb::sqlite_store_factory(cfg.database, std::chrono::milliseconds(cfg.database_timeout_ms)),
+         cfg.database.string(), std::chrono::milliseconds(cfg.database_timeout_ms)),
       disk_pool(kDiskThreads),
       auth(db, pool, cfg),
       spool(cfg.spool_dir),
@@ -87,19 +89,24 @@ void Server::on_start() {
 }
 
 asio::awaitable<void> Server::rewrite_status() {
-  // Listing the spool and the fsync run on the disk pool, authdb on the I/O thread. Named jobs,
-  // not temporaries: g++ 12 double-destroys prvalue arguments to a coroutine inside co_await.
+  // Listing the spool and the fsync run on the disk pool, authdb on its write lane (the summary
+  // and the snapshot in one job). Named jobs, not temporaries: g++ 12 double-destroys prvalue
+  // arguments to a coroutine inside co_await.
   auto list = [s = spool] { return s.summary(); };
   const spool::Summary queued = co_await disk_pool.run(list);
   const authdb::QueueSummary summary{static_cast<int64_t>(queued.count), queued.oldest_created_at};
   const bool due = std::exchange(status_due_, false);
-  if (db.queue_summary() != summary)
-    db.set_queue_summary(summary);
-  else if (!due)
-    co_return;  // a queue change the file does not show (an attempt recorded, a hold)
-  auto write = [file = status.file(), snapshot = authdb::read_status(db, std::time(nullptr))] {
-    authdb::write_status_file(file, snapshot);
+  auto store = [summary, due, now = static_cast<int64_t>(std::time(nullptr))](
+                   authdb::Store& s) -> std::optional<authdb::StatusSnapshot> {
+    if (s.queue_summary() != summary)
+      s.set_queue_summary(summary);
+    else if (!due)
+      return std::nullopt;  // a queue change the file does not show (an attempt recorded, a hold)
+    return authdb::read_status(s, now);
   };
+  std::optional<authdb::StatusSnapshot> snapshot = co_await db.run(authdb::Lane::Write, "write queue summary", store);
+  if (!snapshot) co_return;
+  auto write = [file = status.file(), snap = std::move(*snapshot)] { authdb::write_status_file(file, snap); };
   co_await disk_pool.run(write);
 }
 

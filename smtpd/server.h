@@ -12,7 +12,8 @@
 #include <vector>
 
 #include "auth/authenticator.h"
-#include "authdb/authdb.h"
+#include "authdb/client.h"
+#include "authdb/user_cache.h"
 #include "shared/config.h"
 #include "shared/daemon_server.h"
 #include "shared/ip.h"
@@ -32,7 +33,10 @@ class Server : public daemon::ServerBase {
   Server(boost::asio::io_context& io, config::Config cfg);
   ~Server() override;
 
-  authdb::AuthDb db;
+  // Every database call of the daemon, off the I/O thread, within database_timeout_ms.
+  authdb::Client db;
+  // Positive RCPT lookups of local users (never AUTH): local mail flows while the database waits.
+  authdb::UserCache rcpt_users;
   // Message writes and their fsyncs: disk-bound, so many run at once (a disk completes
   // parallel fsyncs together); kept apart so an AUTH burst never delays a 250 after DATA.
   static constexpr size_t kDiskThreads = 16;

@@ -245,41 +245,54 @@ asio::awaitable<void> Session::proceed_starttls(std::string_view) {
       .kv("discarded_plaintext", discarded);
 }
 
-// The decision is smtpd/relay_policy.h; here the authdb calls and their logging.
-Session::Relay Session::relay_permission() {
+// The decision is smtpd/relay_policy.h; here the authdb calls (on the database threads, within
+// database_timeout_ms: authdb/client.h) and their logging.
+asio::awaitable<Session::Relay> Session::relay_permission() {
   // Checked in authdb on every call: a grant made a second ago by pop3d counts, an expired
   // one never does (no cache that could go stale).
   const int64_t now = std::time(nullptr);
-  const RelayDecision d = decide_relay(auth_user_, stream_.remote_ip(), srv_.trusted, [&]() -> GrantLookup {
+  const std::string ip = stream_.remote_ip();
+  // decide_relay is pure: a first pass tells whether the grant is needed at all (AUTH and
+  // trusted_networks decide without the database), the second takes the grant looked up.
+  bool needs_grant = false;
+  RelayDecision d = decide_relay(auth_user_, ip, srv_.trusted, [&]() -> GrantLookup {
+    needs_grant = true;
+    return {GrantLookup::Kind::None, {}};
+  });
+  if (needs_grant) {
+    GrantLookup found;
     try {
-      if (auto g = srv_.db.live_grant(stream_.remote_ip(), now)) return {GrantLookup::Kind::Found, g->user};
-      return {GrantLookup::Kind::None, {}};
+      auto lookup = [ip, now](authdb::Store& s) { return s.live_grant(ip, now); };
+      if (auto g = co_await srv_.db.run(authdb::Lane::Read, "check grant", lookup))
+        found = {GrantLookup::Kind::Found, g->user};
     } catch (const authdb::Error& e) {
       log::error(id_).kv("event", "relay-check-failed").kv("error", e.what());
-      return {GrantLookup::Kind::DatabaseError, {}};
+      found = {GrantLookup::Kind::DatabaseError, {}};
     }
-  });
+    d = decide_relay(auth_user_, ip, srv_.trusted, [&] { return found; });
+  }
   switch (d.kind) {
-    case RelayDecision::Kind::Denied: return Relay::Denied;
-    case RelayDecision::Kind::TempFail: return Relay::TempFail;
+    case RelayDecision::Kind::Denied: co_return Relay::Denied;
+    case RelayDecision::Kind::TempFail: co_return Relay::TempFail;
     case RelayDecision::Kind::Allowed: break;
   }
   relay_by_ = d.relay_by;
   if (d.relay_by.rfind("grant:", 0) == 0) {
     try {
-      srv_.db.touch(stream_.remote_ip(), now);
+      auto touch = [ip, now](authdb::Store& s) { s.touch(ip, now); };
+      co_await srv_.db.run(authdb::Lane::Write, "touch grant", touch);
     } catch (const authdb::Error& e) {
       log::error(id_).kv("event", "relay-check-failed").kv("error", e.what());
-      return Relay::TempFail;
+      co_return Relay::TempFail;
     }
   }
-  return Relay::Allowed;
+  co_return Relay::Allowed;
 }
 
 asio::awaitable<void> Session::proceed_mail(std::string_view args) {
   // RFC 6409 §4.3 / RFC 8314: submission ports take mail only from authorized clients.
   if (submission()) {
-    const Relay r = relay_permission();
+    const Relay r = co_await relay_permission();
     if (r == Relay::TempFail) co_return refuse({451, "4.3.0", "Temporary lookup failure", "database"});
     if (r == Relay::Denied)
       co_return refuse({530, "5.7.0", "Authentication required", "auth-required", log::Level::Warning});
@@ -305,25 +318,38 @@ asio::awaitable<void> Session::proceed_rcpt(std::string_view args) {
     // A local part is a user name or nothing: u%ext, ext!u, "u@ext" never name a user and
     // never relay; and a name can never reach a path (authdb/users.h rules).
     bool valid_name = !r.mailbox.quoted && !authdb::user_name_problem(r.mailbox.local);
-    std::optional<authdb::UserAuth> user;
-    try {
-      if (valid_name) user = srv_.db.find_user(authdb::canonical_user_name(r.mailbox.local));
-    } catch (const authdb::Error& e) {
-      log::error(id_).kv("event", "rcpt-lookup-failed").kv("error", e.what());
-      co_return refuse({451, "4.3.0", "<" + printable(addr) + ">: Temporary lookup failure", "database"});
+    // A cached positive answer needs no database (authdb/user_cache.h): local mail flows while
+    // the database is locked. A miss asks the read lane.
+    std::optional<std::string> user;
+    if (valid_name) {
+      const std::string name = authdb::canonical_user_name(r.mailbox.local);
+      user = srv_.rcpt_users.find(name);
+      if (!user) {
+        try {
+          auto find = [name](authdb::Store& s) { return s.find_user(name); };
+          const auto rec = co_await srv_.db.run(authdb::Lane::Read, "look up user", find);
+          if (rec && rec->enabled) {
+            user = rec->name;
+            srv_.rcpt_users.put(name, rec->name);
+          }
+        } catch (const authdb::Error& e) {
+          log::error(id_).kv("event", "rcpt-lookup-failed").kv("error", e.what());
+          co_return refuse({451, "4.3.0", "<" + printable(addr) + ">: Temporary lookup failure", "database"});
+        }
+      }
     }
-    if (!user || !user->enabled) {
+    if (!user) {
       count(false);
       event_line(log::Level::Info, "rejected", "unknown-user").kv("to", addr);
       co_return reply(550, "5.1.1",
                       "<" + printable(addr) + ">: Recipient address rejected: User unknown in local recipient table");
     }
     r.local = true;
-    r.user = user->name;
+    r.user = *user;
   } else {
     // Unauthorized clients learn nothing about the configuration: 554 whether or not a
     // smarthost exists; "no smarthost" is only for clients that would have been allowed.
-    Relay rel = relay_permission();
+    Relay rel = co_await relay_permission();
     if (rel == Relay::TempFail) {
       count(false);
       event_line(log::Level::Error, "tempfail", "database").kv("to", addr);

@@ -102,7 +102,7 @@ class Session final : public Drainable {
   bool submission() const { return listener_.mode != config::SmtpMode::Relay; }
   std::vector<std::string> offered_mechanisms() const;
   bool is_local_domain(const Mailbox& m) const;
-  Relay relay_permission();
+  boost::asio::awaitable<Relay> relay_permission();
   void reset_transaction();
   boost::asio::awaitable<void> greet(std::string_view args, bool extended);
   boost::asio::awaitable<void> auth_failed(std::string_view mech, std::string_view login, std::string_view why);

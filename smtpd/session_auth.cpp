@@ -24,8 +24,15 @@ asio::awaitable<void> Session::auth_failed(std::string_view mech, std::string_vi
 }
 
 asio::awaitable<void> Session::auth_succeeded(const std::string& user, std::string_view mech) {
+  const std::string ip = stream_.remote_ip();
+  if (!co_await srv_.auth.succeeded(ip)) {
+    // The failed-login counter could not be cleared (authenticator.h: no login before its
+    // writes are committed); like any database fault during AUTH.
+    count(false);
+    event_line(log::Level::Error, "tempfail", "database").kv("proto", "smtp").kv("mech", mech).kv("user", user);
+    co_return reply(454, "4.7.0", "Temporary authentication failure");
+  }
   count(true);
-  srv_.auth.succeeded(stream_.remote_ip());
   auth_user_ = user;
   auth_mech_ = std::string(mech);
   log::info(id_)

@@ -60,7 +60,7 @@ std::string read_password(const config::Config& cfg) {
 
 }  // namespace
 
-QueueRunner::QueueRunner(asio::io_context& io, const config::Config& cfg, authdb::AuthDb& db, net::WorkerPool& pool)
+QueueRunner::QueueRunner(asio::io_context& io, const config::Config& cfg, authdb::Client& db, net::WorkerPool& pool)
     : io_(io),
       cfg_(cfg),
       db_(db),
@@ -354,7 +354,7 @@ asio::awaitable<void> QueueRunner::finish(Job& job, const client::Client& client
   const int64_t now = now_s();
   std::vector<queue::Event> events;
   if (job.attempted) events = queue::apply_attempt(env, job.outcomes, now, policy_);
-  queue::Plan p = plan(env, *l.message, now);
+  queue::Plan p = co_await plan(env, *l.message, now);
   auto persist_job = [spool = spool_, root = cfg_.maildir_root, p] { return queue::persist(spool, root, p); };
   queue::Persisted res = co_await pool_.run(persist_job);
   // Logged once the envelope is on disk (or failed to be): whoever acts on a delivery line
@@ -385,7 +385,7 @@ asio::awaitable<void> QueueRunner::finish(Job& job, const client::Client& client
   release(id, dsn_left ? now + kRetrySoon : p.final.next_attempt_at);
 }
 
-queue::Plan QueueRunner::plan(const spool::Envelope& env, const std::string& message, int64_t now) {
+asio::awaitable<queue::Plan> QueueRunner::plan(const spool::Envelope& env, const std::string& message, int64_t now) {
   queue::AttemptInput in;
   in.reporting_mta = cfg_.hostname;
   in.remote_mta = options_->host;
@@ -400,7 +400,8 @@ queue::Plan QueueRunner::plan(const spool::Envelope& env, const std::string& mes
     in.target = queue::DsnTarget::Drop;
     if (!authdb::user_name_problem(local)) {
       try {
-        if (auto u = db_.find_user(authdb::canonical_user_name(local))) {
+        auto find = [name = authdb::canonical_user_name(local)](authdb::Store& s) { return s.find_user(name); };
+        if (auto u = co_await db_.run(authdb::Lane::Read, "look up user", find)) {
           in.target = queue::DsnTarget::Local;
           in.local_user = u->name;
         }
@@ -413,7 +414,7 @@ queue::Plan QueueRunner::plan(const spool::Envelope& env, const std::string& mes
   queue::AttemptPlan out = queue::plan_after_attempt(env, message, in);
   if (out.dropped)
     log::warn(env.id).kv("event", "dsn-undeliverable").kv("to", env.sender).kv("reason", "no-such-local-user");
-  return std::move(out.plan);
+  co_return std::move(out.plan);
 }
 
 void QueueRunner::log_events(const spool::Envelope& env, const std::vector<queue::Event>& events,

@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "authdb/authdb.h"
+#include "authdb/client.h"
 #include "shared/config.h"
 #include "shared/net/limits.h"
 #include "shared/spool.h"
@@ -36,7 +36,7 @@ class QueueRunner {
  public:
   // Reads the smarthost password file and builds the TLS context: throws ConfigError /
   // std::runtime_error naming the file on a problem (a start-up error).
-  QueueRunner(boost::asio::io_context& io, const config::Config& cfg, authdb::AuthDb& db, net::WorkerPool& pool);
+  QueueRunner(boost::asio::io_context& io, const config::Config& cfg, authdb::Client& db, net::WorkerPool& pool);
   ~QueueRunner();
   QueueRunner(const QueueRunner&) = delete;
   QueueRunner& operator=(const QueueRunner&) = delete;
@@ -72,7 +72,8 @@ class QueueRunner {
   boost::asio::awaitable<void> connection();
   boost::asio::awaitable<void> process(client::Client& client, std::optional<client::Reply>& down, std::string id);
   boost::asio::awaitable<void> finish(Job& job, const client::Client& client);
-  queue::Plan plan(const spool::Envelope& env, const std::string& message, int64_t now);
+  // Looks up a local sender on authdb's read lane (a DSN to them goes to their Maildir).
+  boost::asio::awaitable<queue::Plan> plan(const spool::Envelope& env, const std::string& message, int64_t now);
   static std::shared_ptr<const client::Options> make_options(const config::Config& cfg);
   void release(const std::string& id, int64_t next, bool held = false);
   void log_events(const spool::Envelope& env, const std::vector<queue::Event>& events, const client::Client& client,
@@ -80,7 +81,7 @@ class QueueRunner {
 
   boost::asio::io_context& io_;
   const config::Config& cfg_;
-  authdb::AuthDb& db_;
+  authdb::Client& db_;
   net::WorkerPool& pool_;
   spool::Spool spool_;
   queue::Policy policy_;

@@ -61,7 +61,9 @@ struct SaslExchangeTest : ::testing::Test {
   rg::authdb::AuthDb db{dir / "auth.db", rg::authdb::OpenMode::Create};
   asio::io_context io;  // before the pool: the pool's threads finish with io's executor first
   rg::net::WorkerPool pool{1};
-  rg::Authenticator auth{db, pool, cfg};
+  rg::authdb::Client client{rg::authdb::sqlite_store_factory(dir / "auth.db", std::chrono::milliseconds(2000)),
+                            "auth.db", std::chrono::milliseconds(2000)};
+  rg::Authenticator auth{client, pool, cfg};
 
   void SetUp() override {
     ASSERT_TRUE(db.add_user("alice", rg::authdb::hash_password("wonderland"), std::string("legacy-secret"), 1));
