@@ -14,6 +14,8 @@
 
 #include <chrono>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <thread>
 #include <unordered_map>
 
@@ -237,6 +239,26 @@ AuthDb::AuthDb(const fs::path& file, OpenMode mode, std::chrono::milliseconds bu
 // the path (same device and inode as at open) and the 16-byte header magic read from the path
 // cost one syscall pair per write and catch both; the Error makes authdb::Client drop this
 // connection, so the next job reopens whatever the path now holds (a good file: recovery).
+namespace {
+// The process-lifetime descriptor check_file reads the header through, by device and inode.
+// Never closed (see check_file); one per database file, so the set stays tiny.
+int header_fd(const fs::path& file, const struct stat& st) {
+  static std::mutex mutex;
+  static std::map<std::pair<dev_t, ino_t>, int> fds;
+  std::lock_guard lock(mutex);
+  auto it = fds.find({st.st_dev, st.st_ino});
+  if (it != fds.end()) return it->second;
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  struct stat opened {};
+  if (fd < 0) return -1;
+  if (::fstat(fd, &opened) != 0) opened = st;
+  // Kept whatever file it turned out to be (the path may have changed in between): closing it
+  // could drop the locks of a connection this process has on that file.
+  fds.emplace(std::make_pair(opened.st_dev, opened.st_ino), fd);
+  return opened.st_dev == st.st_dev && opened.st_ino == st.st_ino ? fd : -1;
+}
+}  // namespace
+
 void AuthDb::check_file(const char* what) const {
   struct stat st {};
   if (::stat(file_.c_str(), &st) != 0)
@@ -245,8 +267,12 @@ void AuthDb::check_file(const char* what) const {
     throw Error("database " + file_.string() + ": " + what + " failed: the file was replaced since it was opened");
   static constexpr char kMagic[16] = "SQLite format 3";  // with its NUL: the SQLite file header
   char head[sizeof kMagic] = {};
-  Fd fd(::open(file_.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd || ::pread(fd.get(), head, sizeof head, 0) != static_cast<ssize_t>(sizeof head) ||
+  // The header is read through one descriptor per database file that stays open for the life of
+  // the process: closing any descriptor of a file drops every POSIX lock the process holds on it
+  // (fcntl(2)), SQLite's included, so a check that opened and closed the file would break the
+  // other connections' locking ("disk I/O error", or worse, corruption).
+  const int fd = header_fd(file_, st);
+  if (fd < 0 || ::pread(fd, head, sizeof head, 0) != static_cast<ssize_t>(sizeof head) ||
       std::memcmp(head, kMagic, sizeof head) != 0)
     throw Error("database " + file_.string() + ": " + what +
                 " failed: the file is not an SQLite database any more (overwritten?)");
