@@ -40,8 +40,10 @@ asio::awaitable<void> Session::proceed_data(std::string_view) {
                   static_cast<size_t>(std::min<uint64_t>(
                       declared_size_ ? declared_size_ + limits::kDataReserveSlack : limits::kDataReserve,
                       max_size + limits::kDataReserveSlack)));
-  const auto start = Clock::now();
   const auto timeout = std::chrono::seconds(srv_.cfg.smtpd.data_timeout_seconds);
+  // min_data_rate is measured by the stream over every byte of the message, whatever its line
+  // structure: a client trickling bytes without a line end is cut as surely as a slow one.
+  stream_.set_transfer_rate_floor(rate_floor());
   for (;;) {
     auto [ec, line] = co_await stream_.read_line(limits::kDataRead, timeout);
     if (ec == net::errc::line_too_long) {
@@ -50,6 +52,7 @@ asio::awaitable<void> Session::proceed_data(std::string_view) {
       data.feed_overlong(limits::kDataRead);
       continue;
     }
+    if (ec == net::errc::too_slow) co_return rate_too_low("data", data.received());
     if (ec) {
       if (ec == net::errc::timeout) reply(421, "4.4.2", srv_.cfg.hostname + " Error: timeout exceeded");
       log::info(id_)
@@ -62,17 +65,6 @@ asio::awaitable<void> Session::proceed_data(std::string_view) {
       co_return;
     }
     if (data.feed(line) == DataReader::Step::End) break;
-    const auto elapsed = Clock::now() - start;
-    if (srv_.cfg.smtpd.min_data_rate > 0 && elapsed > std::chrono::seconds(srv_.cfg.smtpd.data_rate_grace_seconds)) {
-      double secs = std::chrono::duration<double>(elapsed).count();
-      if (static_cast<double>(data.received()) / secs < static_cast<double>(srv_.cfg.smtpd.min_data_rate)) {
-        reply(421, "4.4.2", srv_.cfg.hostname + " Error: data rate too low");
-        log::info(id_).kv("event", "data").kv("outcome", "too-slow").kv("bytes", data.received());
-        count(false);
-        closing_ = true;
-        co_return;
-      }
-    }
   }
   // RFC 2920 §3.1: without PIPELINING (a HELO session) the client must wait for the reply to
   // the final dot; bytes already behind it are a synchronization error like the other sync points.
