@@ -121,7 +121,7 @@ class Trickle(unittest.TestCase):
             self.assertEqual(len(gw.messages("alice", "new")), 1)  # the normal client's mail, stored
             gw.wait_log("smtpd", r"event=data outcome=too-slow ip=127\.0\.0\.1 bytes=", count=25)
             gw.wait_log("smtpd", r"event=command outcome=too-slow ip=127\.0\.0\.1 bytes=", count=25)
-            gw.wait_log("smtpd", r"event=disconnect reason=too-slow", count=25)  # the command-line ones
+            gw.wait_log("smtpd", r"event=disconnect reason=too-slow", count=50)
 
 
 class Pop3Faults(unittest.TestCase):
