@@ -222,6 +222,7 @@ asio::awaitable<void> Session::proceed_data(std::string_view) {
           .kv("event", "data")
           .kv("outcome", "aborted")
           .kv("reason", data_aborted_)
+          .kv("ip", stream_.remote_ip())
           .kv("error", ec.message())
           .kv("bytes", data.received());
       count(false);
