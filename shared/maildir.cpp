@@ -218,6 +218,39 @@ fs::path Maildir::mark_seen(const Entry& e) const {
   return dst;
 }
 
+Incoming::Incoming(const Maildir& md) : dir_(md.path()), base_(unique_base()), file_(dir_ / "tmp" / base_, 0600) {}
+
+void Incoming::write(std::string_view data) {
+  file_.write(data);
+  bytes_ += data.size();
+  for (char c : data) {
+    wire_ += (c == '\n' && last_ != '\r') ? 2 : 1;
+    last_ = c;
+  }
+}
+
+fs::path Incoming::publish() {
+  const uint64_t wire = wire_ + (bytes_ != 0 && last_ != '\n' ? 2 : 0);
+  const fs::path dst = dir_ / "new" / (base_ + ",S=" + std::to_string(bytes_) + ",W=" + std::to_string(wire));
+  file_.publish(dst);
+  published_ = dst;
+  try {
+    fsutil::fsync_dir(dir_ / "new");
+  } catch (...) {
+    unpublish();
+    throw;
+  }
+  return dst;
+}
+
+void Incoming::unpublish() noexcept {
+  if (published_.empty()) return;
+  const int saved = errno;
+  ::unlink(published_.c_str());
+  errno = saved;
+  published_.clear();
+}
+
 uint64_t crlf_size(std::string_view data) {
   uint64_t size = 0;
   char last = '\n';

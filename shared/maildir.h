@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "shared/fd.h"
+#include "shared/stream_file.h"
 
 namespace rg::maildir {
 
@@ -52,6 +53,32 @@ class Maildir {
 
  private:
   fs::path dir_;
+};
+
+// One message written as it arrives (smtpd's DATA), with the invariant of deliver(): it grows
+// in tmp/<unique base>; sync() fsyncs it, publish() renames it into new/<base>,S=<bytes>,W=<crlf
+// bytes> and fsyncs new/. Until publish() nothing is in new/; an Incoming destroyed unpublished
+// unlinks its temp file. Blocking: call it on the disk pool. Errors are std::system_error.
+class Incoming {
+ public:
+  // Creates the temp file in `md` (whose folders exist: Maildir::ensure()).
+  explicit Incoming(const Maildir& md);
+  const fs::path& tmp() const { return file_.tmp(); }
+  void write(std::string_view data);
+  void sync() { file_.sync(); }
+  // Renames into new/ and fsyncs new/; when that fsync fails the file is unlinked again (not
+  // durable: not acknowledged, so it must not be delivered later). Returns the new path.
+  fs::path publish();
+  // Unlinks a published message again (a later destination of the same message failed).
+  void unpublish() noexcept;
+
+ private:
+  fs::path dir_;
+  std::string base_;
+  fsutil::StreamFile file_;
+  uint64_t bytes_ = 0, wire_ = 0;  // S= and W= of the name (crlf_size over all writes)
+  char last_ = '\n';
+  fs::path published_;
 };
 
 // Octets of `data` with every line ending as CRLF (bare LF counts 2, CRLF 2), plus a final

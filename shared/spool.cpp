@@ -138,6 +138,45 @@ void Spool::enqueue(const Envelope& env, const std::vector<std::string_view>& me
   fsutil::write_durably(files, queue_file_options(true));
 }
 
+Incoming::Incoming(const Spool& spool, const std::string& id)
+    : dir_(spool.dir()), id_(id), msg_(dir_ / "tmp" / (id + ".msg"), 0600) {}
+
+void Incoming::sync(const Envelope& env) {
+  msg_.sync();
+  env_ = fsutil::StreamFile(dir_ / "tmp" / (id_ + ".env"), 0600);
+  env_.write(to_json(env));
+  env_.sync();
+}
+
+void Incoming::publish() {
+  const fs::path msg = dir_ / "queue" / (id_ + ".msg");
+  const fs::path envf = dir_ / "queue" / (id_ + ".env");
+  msg_.publish(msg);  // .msg before .env: a message is queued once its envelope exists
+  try {
+    env_.publish(envf);
+    published_ = true;
+    fsutil::fsync_dir(dir_ / "queue");
+  } catch (...) {
+    if (published_) ::unlink(envf.c_str());
+    ::unlink(msg.c_str());
+    published_ = false;
+    throw;
+  }
+}
+
+void Incoming::unpublish() noexcept {
+  if (!published_) return;
+  const int saved = errno;
+  ::unlink((dir_ / "queue" / (id_ + ".env")).c_str());
+  ::unlink((dir_ / "queue" / (id_ + ".msg")).c_str());
+  try {
+    fsutil::fsync_dir(dir_ / "queue");
+  } catch (...) {
+  }
+  errno = saved;
+  published_ = false;
+}
+
 bool Spool::enqueue_once(const Envelope& env, const std::vector<std::string_view>& message) const {
   if (path_exists(dir_ / "queue" / (env.id + ".env"))) return false;
   // Leftovers of an attempt cut short in this process (recover() handles earlier runs).

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "shared/fd.h"
+#include "shared/stream_file.h"
 
 namespace rg::spool {
 
@@ -85,6 +86,30 @@ struct Recovery {
   size_t removed_partial = 0;         // unfinished enqueues and envelope updates (never acknowledged)
   size_t removed_orphans = 0;         // .msg without .env: removals or enqueues cut short
   std::vector<std::string> problems;  // .env without .msg and other things left alone
+};
+
+class Spool;
+
+// One message enqueued as it arrives (smtpd's DATA), with the invariants of Spool::enqueue():
+// tmp/<id>.msg grows chunk by chunk; sync() fsyncs it and writes tmp/<id>.env (fsync'd);
+// publish() renames .msg then .env into queue/ and fsyncs queue/. Until publish() nothing is in
+// queue/; an Incoming destroyed unpublished unlinks its temp files (and start-up recovery
+// removes what a crash left in tmp/). Blocking: call it on the disk pool.
+class Incoming {
+ public:
+  Incoming(const Spool& spool, const std::string& id);
+  void write(std::string_view data) { msg_.write(data); }
+  void sync(const Envelope& env);
+  // On any error nothing is left in queue/ (renamed files are unlinked again).
+  void publish();
+  // Removes a published message again (.env first: a later destination failed).
+  void unpublish() noexcept;
+
+ private:
+  fs::path dir_;
+  std::string id_;
+  fsutil::StreamFile msg_, env_;
+  bool published_ = false;
 };
 
 class Spool {

@@ -3,10 +3,8 @@
 
 namespace rg::smtp {
 
-DataReader::DataReader(uint64_t max_size, bool normalize_bare_cr, size_t reserve)
-    : max_size_(max_size), normalize_(normalize_bare_cr) {
-  body_.reserve(reserve);
-}
+DataReader::DataReader(uint64_t max_size, bool normalize_bare_cr)
+    : max_size_(max_size), normalize_(normalize_bare_cr) {}
 
 void DataReader::feed_overlong(size_t dropped) {
   too_long_ = true;
@@ -26,16 +24,18 @@ DataReader::Step DataReader::feed(std::string_view line) {
   if (content.find('\r') != std::string_view::npos) bare_ = true;
   if (!content.empty() && content.front() == '.') content.remove_prefix(1);  // §4.5.2 transparency
   if (!too_big_) {
+    const size_t before = chunk_.size();
     if (normalize_) {
       // A bare CR becomes a line break (relay listeners only); lines without one are copied whole.
       for (size_t cr; (cr = content.find('\r')) != std::string_view::npos; content.remove_prefix(cr + 1))
-        body_.append(content.substr(0, cr)).append("\r\n");
+        chunk_.append(content.substr(0, cr)).append("\r\n");
     }
-    body_.append(content).append("\r\n");
-    if (body_.size() > max_size_) {
+    chunk_.append(content).append("\r\n");
+    body_size_ += chunk_.size() - before;
+    if (body_size_ > max_size_) {
       too_big_ = true;
-      body_.clear();
-      body_.shrink_to_fit();
+      chunk_.clear();
+      chunk_.shrink_to_fit();
     }
   }
   prev_crlf_ = crlf;

@@ -25,10 +25,20 @@ inline constexpr std::size_t kAuthLine = 12288 + 64;
 // DATA is read with a larger bound so an over-long line is still seen whole, with its real
 // line ending; a line beyond even this is dropped and poisons the end of DATA (data_reader.h).
 inline constexpr std::size_t kDataRead = 64 * 1024;
-// The DATA buffer's first reservation when the client declared no SIZE (RFC 1870), and the
-// slack above a declared SIZE (our Received: header and the client's CRLF accounting).
-inline constexpr std::size_t kDataReserve = 16384;
-inline constexpr std::size_t kDataReserveSlack = 1024;
+// DATA streams to disk (session_data.cpp): the decoded message collects in one chunk of at
+// least this size, which is then written to the destinations' temp files on the disk pool
+// while reading waits. What one session in DATA holds is thus bounded by kDataChunk + one
+// read line (kDataRead) + the stream's read buffer, about 200 KiB whatever the message size.
+// 64 KiB keeps the writes large (few disk-pool jobs: ~400 for a 25 MiB message) and the
+// bound small.
+//
+// Why no global cap on bytes in flight per client IP: with this bound, memory per client IP
+// is at most smtpd.max_connections_per_ip sessions × that bound (50 × ~200 KiB = ~10 MiB),
+// and for the whole server max_connections × the bound: both already fixed by the connection
+// limits, independent of message sizes. Disk use is bounded by the message size limit per
+// session and refused with 452 when the disk is full. A separate byte budget would only add
+// a second, coarser way to stall clients.
+inline constexpr std::size_t kDataChunk = 64 * 1024;
 
 using protocol::kMaxSaslResponse;
 using protocol::kShutdownTimeout;

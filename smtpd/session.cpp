@@ -180,6 +180,7 @@ asio::awaitable<void> Session::run() {
       break;
     }
   }
+  if (closing_ && reason == "quit" && !data_aborted_.empty()) reason = data_aborted_;  // not a QUIT
   if (closing_ && reason == "quit" && errors_ > 0 && stats_.total(static_cast<size_t>(CommandId::Quit)) == 0)
     reason = "closed-by-server";
   co_await stream_.flush(limits::kWriteTimeout);

@@ -32,6 +32,8 @@
 
 namespace rg::smtp {
 
+class Delivery;  // session_data.cpp: one message's temp files while it arrives
+
 boost::asio::awaitable<void> run_session(Server& server, config::Listener listener, net::Stream stream,
                                          net::ConnectionLimiter::Token token);
 
@@ -107,7 +109,7 @@ class Session final : public Drainable {
   boost::asio::awaitable<void> greet(std::string_view args, bool extended);
   boost::asio::awaitable<void> auth_failed(std::string_view mech, std::string_view login, std::string_view why);
   boost::asio::awaitable<void> auth_succeeded(const std::string& user, std::string_view mech);
-  boost::asio::awaitable<void> deliver(std::shared_ptr<const std::string> body);
+  boost::asio::awaitable<void> deliver(std::shared_ptr<Delivery> msg, uint64_t body_size);
 
   Server& srv_;
   config::Listener listener_;
@@ -126,7 +128,8 @@ class Session final : public Drainable {
   uint64_t declared_size_ = 0;
   int64_t errors_ = 0;
   bool closing_ = false;
-  bool busy_ = false;  // receiving or delivering a message: SIGTERM lets it finish
+  std::string_view data_aborted_;  // why DATA ended the session (the disconnect line's reason=)
+  bool busy_ = false;              // receiving or delivering a message: SIGTERM lets it finish
   protocol::CommandStats<kCommandIds> stats_;
 };
 

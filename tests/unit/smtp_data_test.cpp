@@ -19,23 +19,33 @@ struct Fed {
   std::string body;
   bool too_big = false, too_long = false, bare = false;
   uint64_t received = 0;
+  size_t chunks = 0;  // non-empty chunks taken
 };
 
 Fed feed(const std::vector<std::string>& lines, bool normalize = false, uint64_t max = 1 << 20) {
   DataReader r(max, normalize);
   Fed out;
+  // The session takes a chunk once it is large enough; here after every line, so each row
+  // also checks that the chunks concatenate to the message.
+  const auto take = [&] {
+    if (r.pending() == 0) return;
+    out.body += r.take_chunk();
+    ++out.chunks;
+  };
   for (const auto& l : lines) {
     ++out.lines_used;
     if (r.feed(l) == DataReader::Step::End) {
       out.ended = true;
       break;
     }
+    take();
   }
+  take();
   out.too_big = r.too_big();
   out.too_long = r.too_long();
   out.bare = r.bare_line_ending();
   out.received = r.received();
-  out.body = r.take_body();
+  if (out.too_big) out.body.clear();  // the session discards what it wrote
   return out;
 }
 
@@ -136,8 +146,29 @@ TEST(DataReader, SizeCapAtLimitAndOnePast) {
   auto past = feed({"abcd\r\n", "more\r\n", ".\r\n"}, false, 5);
   EXPECT_TRUE(past.ended);
   EXPECT_TRUE(past.too_big);
-  EXPECT_EQ(past.body, "");  // dropped whole, never partly kept
+  EXPECT_EQ(past.body, "");
+  EXPECT_EQ(past.chunks, 0u);  // the line that crossed the cap is not emitted
   EXPECT_EQ(past.received, 6u + 6u + 3u);
+}
+
+TEST(DataReader, ChunksAreBoundedAndStopAtTheCap) {
+  // Lines accumulate in one chunk until taken; once the cap is crossed the chunk is dropped and
+  // nothing more is emitted, whatever follows (the memory bound of a session in DATA).
+  DataReader r(12, false);
+  EXPECT_EQ(r.feed("abcd\r\n"), DataReader::Step::More);
+  EXPECT_EQ(r.feed("efgh\r\n"), DataReader::Step::More);
+  EXPECT_EQ(r.pending(), 12u);
+  EXPECT_EQ(r.body_size(), 12u);
+  EXPECT_EQ(r.take_chunk(), "abcd\r\nefgh\r\n");
+  EXPECT_EQ(r.pending(), 0u);
+  EXPECT_FALSE(r.too_big());
+  EXPECT_EQ(r.feed("i\r\n"), DataReader::Step::More);  // 15 > 12
+  EXPECT_TRUE(r.too_big());
+  EXPECT_EQ(r.pending(), 0u);
+  EXPECT_EQ(r.feed(std::string(900, 'x') + "\r\n"), DataReader::Step::More);
+  EXPECT_EQ(r.pending(), 0u);
+  EXPECT_EQ(r.feed(".\r\n"), DataReader::Step::End);
+  EXPECT_EQ(r.take_chunk(), "");
 }
 
 }  // namespace
