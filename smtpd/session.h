@@ -54,8 +54,10 @@ class Session final : public Drainable {
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
   boost::asio::awaitable<void> run();
+  // SIGTERM: an idle session's pending read ends and run() writes the 421 4.3.2 itself (never
+  // written from here: a TLS stream may be mid-record); a busy one finishes its message first.
   void stop_if_idle() override {
-    if (!busy_) stream_.close();  // the pending read ends; run() logs and returns
+    if (!busy_) stream_.cancel_read();
   }
 
   Facts facts() const;
@@ -94,6 +96,10 @@ class Session final : public Drainable {
 
   void reply(int code, std::string_view enhanced, std::string_view text);
   boost::asio::awaitable<bool> flush();
+  // min_data_rate after data_rate_grace_seconds, for DATA and for command lines (net::RateFloor).
+  net::RateFloor rate_floor() const;
+  // The 451 4.4.2 and the too-slow log line of a client below the rate floor; ends the session.
+  void rate_too_low(std::string_view event, uint64_t bytes);
   // The command being handled (begin()) counts as succeeded or failed in the summary.
   void count(bool ok) { stats_.count(static_cast<size_t>(current_), ok); }
   log::Line event_line(log::Level level, std::string_view outcome, std::string_view reason) const;
