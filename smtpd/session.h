@@ -1,7 +1,7 @@
 // One SMTP session (RFC 5321 with AUTH RFC 4954, STARTTLS RFC 3207, PIPELINING RFC 2920, SIZE
 // RFC 1870, 8BITMIME RFC 6152, ENHANCEDSTATUSCODES RFC 2034/3463) on a relay, submission or
 // submissions listener. Every command line goes through protocol::dispatch (shared/protocol/
-// command.h) with the one table Session::kCommands (commands.cpp): gates, the pure check_<cmd>
+// command.h) with the one table Session::kCommands (command_table.cpp): gates, the pure check_<cmd>
 // (commands.h), then the proceed_<cmd> below, which does the work.
 // Where each part lives: session.cpp the run loop, the engine's contract, EHLO/HELO, STARTTLS,
 // MAIL, RCPT and the small commands; session_auth.cpp AUTH and its SASL framing;
@@ -46,7 +46,7 @@ class Session final : public Drainable {
   using Refusal = smtp::Refusal;
   using Row = protocol::Command<Session>;
   static constexpr size_t kRows = kCommandIds - 1;  // a row for every id but Unknown
-  // The protocol's one command table (commands.cpp).
+  // The protocol's one command table (command_table.cpp).
   static const std::array<Row, kRows> kCommands;
 
   Session(Server& server, config::Listener listener, net::Stream stream);
