@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <iostream>
 #include <system_error>
 
 #include "authdb/status.h"
@@ -60,10 +61,19 @@ spool::Spool Context::spool() const {
 
 void Context::write_status() { authdb::write_status_file(cfg.status_file, authdb::read_status(db(), now()), owner); }
 
+void Context::status_after_change(std::string_view what) {
+  try {
+    write_status();
+  } catch (const std::exception& e) {
+    std::cerr << "relaygatectl: warning: " << what << " stored, but the status file " << cfg.status_file.string()
+              << " could not be rewritten: " << e.what() << " (run `relaygatectl status --write` once it can be)\n";
+  }
+}
+
 void Context::queue_changed(const spool::Spool& sp) {
   const spool::Summary q = sp.summary();
   db().set_queue_summary({static_cast<int64_t>(q.count), q.oldest_created_at});
-  write_status();
+  status_after_change("queue change");
 }
 
 void load_config(Context& ctx, const std::string& config_file) {

@@ -11,6 +11,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 #include "authdb/authdb.h"
 #include "shared/config.h"
@@ -79,6 +80,11 @@ struct Context {
   spool::Spool spool() const;
   // The status file from authdb alone (grants and the queue summary smtpd keeps there).
   void write_status();
+  // After a change already committed to authdb (a grant added, revoked, purged; the queue's
+  // summary): the status file, or, when it cannot be rewritten, a warning on stderr naming it
+  // and why. The change stands (exit 0, no rollback): authdb is the truth, the status file a
+  // view of it that the daemons' next rewrite (smtpd every minute) or `status --write` repairs.
+  void status_after_change(std::string_view what);
   // After a queue command changed the queue: its summary into authdb, then the status file.
   void queue_changed(const spool::Spool& sp);
 };

@@ -50,7 +50,7 @@ int grant_add(Context& c, const Opts& o) {
   if (!u) throw Failure("no such user: " + name);
   if (!u->enabled) throw Failure("user " + name + " is disabled");
   if (!c.db().grant(ip, name, "admin", ttl, now())) throw Failure("no such enabled user: " + name);
-  c.write_status();
+  c.status_after_change("grant");
   std::cout << "granted " << ip << " to " << name << " for " << ttl << " s\n";
   return kExitOk;
 }
@@ -61,21 +61,21 @@ int grant_revoke(Context& c, const Opts& o) {
     std::string name = checked_user(o.user);
     if (!c.db().find_user(name)) throw Failure("no such user: " + name);
     int n = c.db().revoke_user(name);
-    c.write_status();
+    c.status_after_change("revocation");
     std::cout << n << " grant(s) of " << name << " revoked\n";
     return kExitOk;
   }
   if (o.ip.empty()) throw UsageError("grant revoke needs an IP or --user NAME");
   std::string ip = checked_ip(o.ip);
   if (!c.db().revoke(ip)) throw Failure("no grant for " + ip);
-  c.write_status();
+  c.status_after_change("revocation");
   std::cout << "grant for " << ip << " revoked\n";
   return kExitOk;
 }
 
 int grant_purge(Context& c, const Opts&) {
   int n = c.db().purge_expired(now());
-  c.write_status();
+  c.status_after_change("purge");
   std::cout << n << " expired grant(s) purged\n";
   return kExitOk;
 }

@@ -68,7 +68,7 @@ int user_del(Context& c, const Opts& o) {
   std::string name = checked_user(o.name);
   int revoked = c.db().revoke_user(name);
   if (!c.db().delete_user(name)) throw Failure("no such user: " + name);
-  c.write_status();
+  c.status_after_change("deletion");
   std::cout << "user " << name << " deleted, " << revoked << " grant(s) revoked\n";
   return kExitOk;
 }
@@ -95,7 +95,7 @@ int user_list(Context& c, const Opts& o) {
 int user_enable(Context& c, const Opts& o, bool enable) {
   std::string name = checked_user(o.name);
   if (!c.db().set_enabled(name, enable, now())) throw Failure("no such user: " + name);
-  if (!enable) c.write_status();
+  if (!enable) c.status_after_change("disabling");
   std::cout << "user " << name << (enable ? " enabled\n" : " disabled, its grants revoked\n");
   return kExitOk;
 }

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstddef>
 
+#include "shared/net/stream.h"
 #include "shared/protocol/limits.h"
 
 namespace rg::pop3 {
@@ -31,6 +32,11 @@ struct Limits {
   static constexpr std::chrono::seconds kTlsHandshakeTimeout = protocol::kTlsHandshakeTimeout;
   // At disconnect, the TLS close_notify and TCP shutdown wait at most this long.
   static constexpr std::chrono::seconds kShutdownTimeout = protocol::kShutdownTimeout;
+  // A command line or SASL response must arrive at >= 64 octets/s, measured from its first
+  // octet, once 30 s have passed: a client trickling a line that never ends holds its slot no
+  // longer than that (smtpd's min_data_rate for the same trickle). No 255-octet line a client
+  // sends at once comes near it; a client idle between commands is the idle timeout's.
+  static constexpr net::RateFloor kLineRateFloor{64, std::chrono::seconds(30)};
   // RETR/TOP read the message file in chunks of this size.
   static constexpr std::size_t kRetrChunk = 64 * 1024;
   // Queued output is flushed once it reaches this size, even with pipelined input waiting

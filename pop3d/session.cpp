@@ -36,9 +36,10 @@ Session::Session(Server& server, config::Listener listener, net::Stream stream)
 
 Session::~Session() { srv_.untrack(this); }
 
-// SIGTERM: closing cancels the pending read or write; run() then logs its end and returns (a POP3
-// session has no transaction to finish: deletions happen only at QUIT).
-void Session::stop_if_idle() { stream_.close(); }
+// SIGTERM: the pending read ends (or the next one, when a reply such as a RETR is being
+// written: it finishes first) and run() writes the -ERR goodbye itself, inside TLS when the
+// session is TLS, then closes. Nothing is removed: deletions happen only at QUIT (RFC 1939 §6).
+void Session::stop_if_idle() { stream_.cancel_read(); }
 
 void Session::reply(std::string_view status, std::string_view text) {
   std::string line(status);
@@ -131,10 +132,24 @@ asio::awaitable<void> Session::run() {
     // sending without reading must not make the queue grow without bound.
     if ((!stream_.has_pending_input() || stream_.queued() >= Limits::kFlushThreshold) && !co_await flush()) break;
     const auto idle = std::chrono::seconds(srv_.cfg.pop3d.idle_timeout_seconds);
+    // A command line is held to a rate floor from its first byte (Limits::kLineRateFloor); a
+    // client idle between commands is left to the idle timeout.
+    stream_.set_line_rate_floor(Limits::kLineRateFloor);
     auto [ec, raw] = co_await stream_.read_line(Limits::kCommandLine, idle);
     if (ec == net::errc::timeout) {
       err("Disconnected for inactivity");
       end("idle-timeout");
+      break;
+    }
+    if (ec == net::errc::too_slow) {
+      log::info(id_).kv("event", "command").kv("outcome", "too-slow").kv("ip", stream_.remote_ip());
+      err("Line rate too low, closing connection");
+      end("too-slow");
+      break;
+    }
+    if (ec == asio::error::operation_aborted && srv_.stopping()) {
+      err("[SYS/TEMP] Server shutting down");
+      end("server-stopping");
       break;
     }
     if (ec && ec != net::errc::line_too_long) {
@@ -154,11 +169,17 @@ asio::awaitable<void> Session::run() {
       co_await protocol::dispatch<Session>(*this, kCommands, line);
     }
     stats_.count(static_cast<size_t>(command_id_), !failed_);
+    if (!quit_ && srv_.stopping()) {  // SIGTERM came while this command ran: end after it
+      err("[SYS/TEMP] Server shutting down");
+      end("server-stopping");
+    }
   }
   // A session that ends any way but QUIT in TRANSACTION removes nothing (RFC 1939 §6); the
   // maildrop is free for the next session before the goodbye is even sent.
   drop_.reset();
-  co_await stream_.flush(Limits::kWriteTimeout);
+  // While the daemon stops, the goodbye gets the shutdown timeout, not a full write timeout.
+  co_await stream_.flush(std::string_view(end_reason_) == "server-stopping" ? Limits::kShutdownTimeout
+                                                                            : Limits::kWriteTimeout);
   co_await stream_.shutdown(Limits::kShutdownTimeout);
   // Postfix's summary, the same as smtpd's (shared/protocol/command.h), then pop3d's own totals.
   auto line = log::info(id_);

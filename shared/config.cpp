@@ -290,7 +290,8 @@ Config parse(const std::string& text, const fs::path& name, const fs::path& base
   json root;
   try {
     root = parse_strict(text, file);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // parse_error, and out_of_range for a number beyond a double (1e999): both bad input.
     throw ConfigError(file + ": not valid JSON: " + e.what());
   }
   Config c = defaults(base_dir);

@@ -32,7 +32,10 @@ class Drainable {
  public:
   virtual ~Drainable() = default;
   // Ends the session now if it is between commands; one in the middle of a transaction
-  // (receiving or delivering a message) finishes it first, then ends on its own.
+  // (receiving or delivering a message) finishes it first, then ends on its own. Writes
+  // nothing itself (a TLS stream may be mid-record): it cancels the pending read
+  // (net::Stream::cancel_read) and the session's own loop writes its goodbye (SMTP 421 4.3.2,
+  // RFC 5321 §3.8; POP3 -ERR) bounded by protocol::kShutdownTimeout, then closes.
   virtual void stop_if_idle() = 0;
 };
 

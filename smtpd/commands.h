@@ -1,7 +1,7 @@
 // The SMTP protocol's pure half (shared/protocol/command.h): its states, the facts a check may
 // look at, every command's check_<cmd> and the reader's check of a raw command line. No I/O:
 // tests/unit/smtp_commands_test.cpp calls each one with made-up facts. The command table itself
-// (Session::kCommands, defined in commands.cpp) binds these checks to the session's proceed_<cmd>.
+// (Session::kCommands, defined in command_table.cpp) binds these checks to the session's proceed_<cmd>.
 #pragma once
 
 #include <cstddef>

@@ -24,8 +24,15 @@ TraceHeaders trace_headers(const TraceInput& in, const std::string& sender) {
     received += "\t(authenticated as " + in.auth_user + " by " + in.auth_mech + ")\r\n";
   else if (in.relay_by.rfind("grant:", 0) == 0)
     received += "\t(POP-before-SMTP grant of " + in.relay_by.substr(6) + ")\r\n";
-  if (in.recipients.size() == 1) received += "\tfor <" + printable(in.recipients[0]) + ">";
-  received += "; " + timefmt::rfc5322(in.time) + "\r\n";
+  // RFC 5322 §3.6.7: "; date-time" ends the field. After "for <rcpt>" it shares that line;
+  // without one it is appended to the last line ("...;" then a folded date line, as Postfix
+  // writes it) — a line of its own starting with ";" would not be a folded continuation.
+  if (in.recipients.size() == 1) {
+    received += "\tfor <" + printable(in.recipients[0]) + ">; " + timefmt::rfc5322(in.time) + "\r\n";
+  } else {
+    received.resize(received.size() - 2);  // the last line's CRLF
+    received += ";\r\n\t" + timefmt::rfc5322(in.time) + "\r\n";
+  }
   return {received, "Return-Path: <" + printable(sender) + ">\r\n"};
 }
 

@@ -90,6 +90,19 @@ void Session::refuse(const Refusal& r) {
 
 void Session::refuse_unknown(std::string_view) { refuse(smtp::refusal_unknown()); }
 
+net::RateFloor Session::rate_floor() const {
+  const auto& c = srv_.cfg.smtpd;
+  return {static_cast<std::uint64_t>(std::max<int64_t>(c.min_data_rate, 0)),
+          std::chrono::seconds(c.data_rate_grace_seconds)};
+}
+
+void Session::rate_too_low(std::string_view event, uint64_t bytes) {
+  reply(451, "4.4.2", srv_.cfg.hostname + " Error: data rate too low");
+  log::info(id_).kv("event", event).kv("outcome", "too-slow").kv("ip", stream_.remote_ip()).kv("bytes", bytes);
+  count(false);
+  closing_ = true;
+}
+
 asio::awaitable<void> Session::sync_error() {
   reply(554, "5.5.0", "Error: SMTP protocol synchronization");
   log::warn(id_)
@@ -144,10 +157,25 @@ asio::awaitable<void> Session::run() {
       reason = "write-error";
       break;
     }
+    // A command line is held to the data rate from its first byte (a line that never ends);
+    // between commands only the command timeout applies. DATA measures the whole message.
+    stream_.set_line_rate_floor(rate_floor());
     auto [ec, raw] = co_await stream_.read_line(limits::kAuthLine, idle);
     if (ec == net::errc::timeout) {
       reply(421, "4.4.2", srv_.cfg.hostname + " Error: timeout exceeded");
       reason = "timeout";
+      break;
+    }
+    if (ec == net::errc::too_slow) {
+      rate_too_low("command", stream_.buffered());
+      reason = "too-slow";
+      break;
+    }
+    if (ec == asio::error::operation_aborted && srv_.stopping()) {
+      // SIGTERM's drain cancelled the idle read (stop_if_idle): RFC 5321 §3.8's goodbye, written
+      // here, inside TLS when the session is TLS, bounded by the shutdown timeout below.
+      reply(421, "4.3.2", srv_.cfg.hostname + " Service shutting down");
+      reason = "server-stopping";
       break;
     }
     if (ec == net::errc::line_too_long) {
@@ -183,7 +211,8 @@ asio::awaitable<void> Session::run() {
   if (closing_ && reason == "quit" && !data_aborted_.empty()) reason = data_aborted_;  // not a QUIT
   if (closing_ && reason == "quit" && errors_ > 0 && stats_.total(static_cast<size_t>(CommandId::Quit)) == 0)
     reason = "closed-by-server";
-  co_await stream_.flush(limits::kWriteTimeout);
+  // While the daemon stops, the goodbye gets the shutdown timeout, not a full write timeout.
+  co_await stream_.flush(reason == "server-stopping" ? limits::kShutdownTimeout : limits::kWriteTimeout);
   co_await stream_.shutdown(limits::kShutdownTimeout);
   // Postfix's summary (shared/protocol/command.h) without its commands= total, as smtpd always wrote it.
   auto line = log::info(id_);

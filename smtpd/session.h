@@ -1,7 +1,7 @@
 // One SMTP session (RFC 5321 with AUTH RFC 4954, STARTTLS RFC 3207, PIPELINING RFC 2920, SIZE
 // RFC 1870, 8BITMIME RFC 6152, ENHANCEDSTATUSCODES RFC 2034/3463) on a relay, submission or
 // submissions listener. Every command line goes through protocol::dispatch (shared/protocol/
-// command.h) with the one table Session::kCommands (commands.cpp): gates, the pure check_<cmd>
+// command.h) with the one table Session::kCommands (command_table.cpp): gates, the pure check_<cmd>
 // (commands.h), then the proceed_<cmd> below, which does the work.
 // Where each part lives: session.cpp the run loop, the engine's contract, EHLO/HELO, STARTTLS,
 // MAIL, RCPT and the small commands; session_auth.cpp AUTH and its SASL framing;
@@ -46,7 +46,7 @@ class Session final : public Drainable {
   using Refusal = smtp::Refusal;
   using Row = protocol::Command<Session>;
   static constexpr size_t kRows = kCommandIds - 1;  // a row for every id but Unknown
-  // The protocol's one command table (commands.cpp).
+  // The protocol's one command table (command_table.cpp).
   static const std::array<Row, kRows> kCommands;
 
   Session(Server& server, config::Listener listener, net::Stream stream);
@@ -54,8 +54,10 @@ class Session final : public Drainable {
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
   boost::asio::awaitable<void> run();
+  // SIGTERM: an idle session's pending read ends and run() writes the 421 4.3.2 itself (never
+  // written from here: a TLS stream may be mid-record); a busy one finishes its message first.
   void stop_if_idle() override {
-    if (!busy_) stream_.close();  // the pending read ends; run() logs and returns
+    if (!busy_) stream_.cancel_read();
   }
 
   Facts facts() const;
@@ -94,6 +96,10 @@ class Session final : public Drainable {
 
   void reply(int code, std::string_view enhanced, std::string_view text);
   boost::asio::awaitable<bool> flush();
+  // min_data_rate after data_rate_grace_seconds, for DATA and for command lines (net::RateFloor).
+  net::RateFloor rate_floor() const;
+  // The 451 4.4.2 and the too-slow log line of a client below the rate floor; ends the session.
+  void rate_too_low(std::string_view event, uint64_t bytes);
   // The command being handled (begin()) counts as succeeded or failed in the summary.
   void count(bool ok) { stats_.count(static_cast<size_t>(current_), ok); }
   log::Line event_line(log::Level level, std::string_view outcome, std::string_view reason) const;

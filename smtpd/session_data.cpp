@@ -194,8 +194,10 @@ asio::awaitable<void> Session::proceed_data(std::string_view) {
   const uint64_t max_size = static_cast<uint64_t>(srv_.cfg.smtpd.max_message_size);
   const bool normalize = listener_.mode == config::SmtpMode::Relay;
   DataReader data(max_size, normalize);
-  const auto start = Clock::now();
   const auto timeout = std::chrono::seconds(srv_.cfg.smtpd.data_timeout_seconds);
+  // min_data_rate is measured by the stream over every byte of the message, whatever its line
+  // structure: a client trickling bytes without a line end is cut as surely as a slow one.
+  stream_.set_transfer_rate_floor(rate_floor());
   for (;;) {
     auto [ec, line] = co_await stream_.read_line(limits::kDataRead, timeout);
     if (ec == net::errc::line_too_long) {
@@ -203,6 +205,11 @@ asio::awaitable<void> Session::proceed_data(std::string_view) {
       // smuggling); such a client ends in the data timeout and nothing is accepted.
       data.feed_overlong(limits::kDataRead);
       continue;
+    }
+    if (ec == net::errc::too_slow) {
+      co_await discard(srv_.disk_pool, msg);
+      data_aborted_ = "too-slow";
+      co_return rate_too_low("data", data.received());
     }
     if (ec) {
       co_await discard(srv_.disk_pool, msg);
@@ -224,18 +231,6 @@ asio::awaitable<void> Session::proceed_data(std::string_view) {
     }
     if (data.feed(line) == DataReader::Step::End) break;
     if (data.pending() >= limits::kDataChunk) co_await store(srv_.disk_pool, msg, data, failed);
-    const auto elapsed = Clock::now() - start;
-    if (srv_.cfg.smtpd.min_data_rate > 0 && elapsed > std::chrono::seconds(srv_.cfg.smtpd.data_rate_grace_seconds)) {
-      double secs = std::chrono::duration<double>(elapsed).count();
-      if (static_cast<double>(data.received()) / secs < static_cast<double>(srv_.cfg.smtpd.min_data_rate)) {
-        co_await discard(srv_.disk_pool, msg);
-        reply(421, "4.4.2", srv_.cfg.hostname + " Error: data rate too low");
-        log::info(id_).kv("event", "data").kv("outcome", "too-slow").kv("bytes", data.received());
-        count(false);
-        closing_ = true;
-        co_return;
-      }
-    }
   }
   co_await store(srv_.disk_pool, msg, data, failed);
   // Every refusal below removes the temp files before the reply.

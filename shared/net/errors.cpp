@@ -14,6 +14,7 @@ class NetCategory final : public boost::system::error_category {
     switch (static_cast<errc>(ev)) {
       case errc::timeout: return "operation timed out";
       case errc::line_too_long: return "line too long";
+      case errc::too_slow: return "data rate too low";
     }
     return "unknown rg.net error";
   }

@@ -1,6 +1,6 @@
-// Error codes of rg::net that are not plain socket/TLS errors: a per-operation timeout and a
-// line longer than the caller's limit. Both are ordinary outcomes returned as error_code,
-// never thrown (RFC 5321 4.5.3.1 line limits, 4.5.3.2 timeouts).
+// Error codes of rg::net that are not plain socket/TLS errors: a per-operation timeout, a line
+// longer than the caller's limit, a peer sending below the caller's rate floor. All are ordinary
+// outcomes returned as error_code, never thrown (RFC 5321 4.5.3.1 line limits, 4.5.3.2 timeouts).
 #pragma once
 
 #include <boost/system/error_code.hpp>
@@ -12,6 +12,7 @@ namespace rg::net {
 enum class errc {
   timeout = 1,    // the operation did not finish before its deadline
   line_too_long,  // no LF within max_octets; the over-long line was discarded through its LF
+  too_slow,       // bytes arrived below the caller's rate floor after its grace (Stream::RateFloor)
 };
 
 // The category of rg::net::errc ("rg.net").

@@ -6,6 +6,8 @@
 #include "shared/ip.h"
 #include "shared/net/timed.h"
 
+#include <algorithm>
+
 #include <boost/asio/read.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/write.hpp>
@@ -32,6 +34,12 @@ LineScan scan_line(std::string_view buffered, std::size_t max_octets) noexcept {
   if (lf != std::string_view::npos) return {LineScan::complete, lf + 1};
   if (buffered.size() >= max_octets) return {LineScan::too_long, 0};
   return {LineScan::need_more, 0};
+}
+
+bool below_rate_floor(const RateFloor& floor, std::uint64_t bytes, Duration elapsed) noexcept {
+  if (floor.bytes_per_second == 0 || elapsed <= floor.grace) return false;
+  const double seconds = std::chrono::duration<double>(elapsed).count();
+  return static_cast<double>(bytes) < static_cast<double>(floor.bytes_per_second) * seconds;
 }
 
 std::string canonical_ip(const asio::ip::address& address) {
@@ -115,6 +123,7 @@ asio::awaitable<error_code> Stream::fill(steady_clock::time_point deadline) {
     auto [ec, n] = co_await timed(
         tls_->stream.async_read_some(asio::buffer(buffer_.data() + old, kChunk), tuple_awaitable), deadline);
     buffer_.resize(old + n);
+    received_ += n;
     co_return ec;
   }
   // Plain: read what is there; otherwise wait for readability holding no read buffer.
@@ -124,6 +133,7 @@ asio::awaitable<error_code> Stream::fill(steady_clock::time_point deadline) {
     error_code ec;
     const std::size_t n = socket_.read_some(asio::buffer(buffer_.data() + old, kChunk), ec);
     buffer_.resize(old + n);
+    received_ += n;
     if (ec != asio::error::would_block && ec != asio::error::try_again) co_return ec;
     if (buffer_.empty())
       std::string().swap(buffer_);
@@ -134,8 +144,69 @@ asio::awaitable<error_code> Stream::fill(steady_clock::time_point deadline) {
   }
 }
 
+void Stream::set_transfer_rate_floor(RateFloor floor) {
+  floor_kind_ = floor.bytes_per_second ? FloorKind::transfer : FloorKind::none;
+  floor_ = floor;
+  floor_start_ = steady_clock::now();
+  floor_base_ = received_ - buffer_.size();  // bytes already buffered count as received now
+}
+
+void Stream::set_line_rate_floor(RateFloor floor) {
+  floor_kind_ = floor.bytes_per_second ? FloorKind::line : FloorKind::none;
+  floor_ = floor;
+  line_started_ = false;
+}
+
+void Stream::clear_rate_floor() { floor_kind_ = FloorKind::none; }
+
+void Stream::cancel_read() {
+  read_cancelled_ = true;
+  // Only a pending read is cancelled: a write under way (a reply, a RETR) finishes first.
+  if (reading_) {
+    error_code ignored;
+    lowest_layer().cancel(ignored);
+  }
+}
+
+bool Stream::rate_too_low(steady_clock::time_point now) const {
+  if (floor_kind_ == FloorKind::none || (floor_kind_ == FloorKind::line && !line_started_)) return false;
+  return below_rate_floor(floor_, received_ - floor_base_, now - floor_start_);
+}
+
+asio::awaitable<error_code> Stream::fill_checked(steady_clock::time_point deadline) {
+  for (;;) {
+    if (read_cancelled_) {
+      read_cancelled_ = false;
+      co_return error_code(asio::error::operation_aborted);
+    }
+    const auto now = steady_clock::now();
+    if (rate_too_low(now)) co_return make_error_code(errc::too_slow);
+    const bool measuring = floor_kind_ == FloorKind::transfer || (floor_kind_ == FloorKind::line && line_started_);
+    // While a floor is measured, wake every kRateCheckInterval to look at the bytes so far.
+    const auto until = measuring ? std::min(deadline, now + kRateCheckInterval) : deadline;
+    const std::uint64_t before = received_;
+    reading_ = true;
+    const error_code ec = co_await fill(until);
+    reading_ = false;
+    if (read_cancelled_ && ec == asio::error::operation_aborted) continue;  // reported above
+    if (ec == errc::timeout && until < deadline) continue;                  // a check slice, not the deadline
+    if (floor_kind_ == FloorKind::line && !line_started_ && received_ > before) {
+      line_started_ = true;  // the line's first byte: its floor is measured from here
+      floor_start_ = steady_clock::now();
+      floor_base_ = before;
+    }
+    co_return ec;
+  }
+}
+
 asio::awaitable<std::tuple<error_code, std::string>> Stream::read_line(std::size_t max_octets, Duration timeout) {
   const auto deadline = steady_clock::now() + timeout;
+  if (floor_kind_ == FloorKind::line) {
+    // Each line is measured from its first byte; bytes of it already buffered arrived now.
+    line_started_ = !buffer_.empty();
+    floor_start_ = steady_clock::now();
+    floor_base_ = received_ - buffer_.size();
+  }
   for (;;) {
     if (discarding_) {
       const auto lf = buffer_.find('\n');
@@ -158,7 +229,7 @@ asio::awaitable<std::tuple<error_code, std::string>> Stream::read_line(std::size
         continue;
       }
     }
-    if (auto ec = co_await fill(deadline)) co_return std::tuple{ec, std::string()};
+    if (auto ec = co_await fill_checked(deadline)) co_return std::tuple{ec, std::string()};
   }
 }
 

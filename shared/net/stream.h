@@ -34,6 +34,20 @@ struct LineScan {
 };
 LineScan scan_line(std::string_view buffered, std::size_t max_octets) noexcept;
 
+// A floor on the rate bytes arrive at, which read_line enforces while it waits for bytes: once
+// `grace` has passed since the floor's start, fewer than bytes_per_second * elapsed bytes
+// received since the start end the read with errc::too_slow. This bounds a peer that trickles
+// bytes without a line end, which a line deadline alone lets hold its slot for the whole
+// timeout. bytes_per_second == 0 is no floor.
+struct RateFloor {
+  std::uint64_t bytes_per_second = 0;
+  Duration grace{};
+};
+// Whether `bytes` received in `elapsed` since the floor's start are below it. Pure.
+bool below_rate_floor(const RateFloor& floor, std::uint64_t bytes, Duration elapsed) noexcept;
+// How often read_line wakes to check a rate floor while no byte arrives.
+inline constexpr std::chrono::milliseconds kRateCheckInterval{500};
+
 // Canonical text form of an address, as rg::canonical_ip (shared/ip.h) makes it from text:
 // IPv4-mapped IPv6 (::ffff:a.b.c.d) folds to a.b.c.d.
 std::string canonical_ip(const asio::ip::address& address);
@@ -69,6 +83,18 @@ class Stream {
   // errc::line_too_long (the line was consumed and dropped through its LF, the next call
   // reads the next line), asio::error::eof, socket/TLS errors.
   asio::awaitable<std::tuple<error_code, std::string>> read_line(std::size_t max_octets, Duration timeout);
+  // Rate floors for read_line (see RateFloor). A transfer floor is measured from this call over
+  // every byte received until it is cleared, across lines (SMTP DATA). A line floor is measured
+  // afresh for each line from the moment its first byte is received, so a peer idle between
+  // lines is left to the read's timeout (a command line that never ends). Either replaces the
+  // other; clear_rate_floor ends both.
+  void set_transfer_rate_floor(RateFloor floor);
+  void set_line_rate_floor(RateFloor floor);
+  void clear_rate_floor();
+  // Ends a pending read_line (or its next wait for bytes) with asio::error::operation_aborted,
+  // leaving the stream usable for writes: SIGTERM's drain, so the session writes its own
+  // goodbye, inside TLS if the stream is TLS. One-shot: the next read after that one waits again.
+  void cancel_read();
   // Bytes received and buffered but not yet returned by read_line.
   std::size_t buffered() const { return buffer_.size(); }
   // Input waiting beyond the last line returned: buffered, inside TLS, or in the kernel.
@@ -100,12 +126,24 @@ class Stream {
   asio::awaitable<error_code> handshake(asio::ssl::context& ctx, bool client, std::string server_name,
                                         Duration timeout);
   asio::awaitable<error_code> fill(std::chrono::steady_clock::time_point deadline);
+  // fill() in slices of kRateCheckInterval while a rate floor applies; errc::too_slow when
+  // the floor is not met. The overall deadline still ends it with errc::timeout.
+  asio::awaitable<error_code> fill_checked(std::chrono::steady_clock::time_point deadline);
+  bool rate_too_low(std::chrono::steady_clock::time_point now) const;
 
   asio::ip::tcp::socket socket_;  // moved into tls_ on upgrade
   std::unique_ptr<Tls> tls_;
-  std::string buffer_;       // received, not yet returned; released when empty
-  std::string out_;          // queued output
-  bool discarding_ = false;  // inside an over-long line, dropping through its LF
+  std::string buffer_;          // received, not yet returned; released when empty
+  std::string out_;             // queued output
+  bool discarding_ = false;     // inside an over-long line, dropping through its LF
+  std::uint64_t received_ = 0;  // bytes received since construction (after TLS: plaintext)
+  enum class FloorKind { none, transfer, line } floor_kind_ = FloorKind::none;
+  RateFloor floor_;
+  std::chrono::steady_clock::time_point floor_start_{};  // transfer: the set call; line: its first byte
+  std::uint64_t floor_base_ = 0;                         // received_ before the measured bytes
+  bool line_started_ = false;                            // line floor: the current line has a byte
+  bool read_cancelled_ = false;                          // cancel_read() not yet delivered
+  bool reading_ = false;                                 // fill_checked is waiting for bytes
   std::string remote_ip_;
   std::uint16_t remote_port_ = 0;
   std::uint16_t local_port_ = 0;

@@ -138,6 +138,24 @@ class Cli(unittest.TestCase):
         self.ok("status", "--write")
         self.assertEqual(self.status_json()["grants"], [])
 
+    def test_grant_stored_when_the_status_file_cannot_be_rewritten(self):
+        # The grant is committed first; a status file that cannot be written (here a folder
+        # in its place, which stops root too) leaves it standing with a warning naming the file.
+        self.add("alice")
+        os.makedirs(self.status)
+        out, err = self.ok("grant", "add", "192.0.2.20", "--user", "alice")
+        self.assertIn("granted 192.0.2.20 to alice", out)
+        self.assertRegex(err, r"^relaygatectl: warning: grant stored, but the status file %s could not be "
+                              r"rewritten: .+\n$" % re.escape(self.status))
+        self.assertEqual([g["ip"] for g in json.loads(self.ok("grant", "list", "--json")[0])], ["192.0.2.20"])
+        _, err = self.ok("grant", "revoke", "192.0.2.20")
+        self.assertIn("warning: revocation stored", err)
+        rc, _, err = self.ctl("status", "--write")  # the explicit rewrite still fails loudly
+        self.assertEqual(rc, 1, err)
+        os.rmdir(self.status)
+        self.ok("status", "--write")  # and repairs the view once it can
+        self.assertEqual(self.status_json()["grants"], [])
+
     def test_expired_grant_never_listed(self):
         self.add("alice")
         con = sqlite3.connect(self.db)

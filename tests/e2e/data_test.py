@@ -86,9 +86,11 @@ def split_trace(data):
         i = data.index(b"\r\n") + 2
         rp, data = data[:i], data[i:]
     assert data.startswith(b"Received: "), data[:200]
-    # The header ends with the line that carries "; <date>" (smtpd/received.cpp; with several
-    # recipients that line starts with the ";" itself).
-    i = data.index(b"\r\n", data.index(b"; ")) + 2
+    # The field is its first line and every folded continuation (RFC 5322 §2.2.3: a line that
+    # starts with white space); smtpd/received.cpp folds every line after the first.
+    i = data.index(b"\r\n") + 2
+    while data[i:i + 1] in (b"\t", b" "):
+        i = data.index(b"\r\n", i) + 2
     return rp, data[:i], data[i:]
 
 

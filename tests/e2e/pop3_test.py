@@ -853,6 +853,9 @@ class Protocol(unittest.TestCase):
             b.line()
             try:
                 self.assertEqual(gw.stop("pop3d"), 0)
+                # each idle session got the goodbye before the close, the POP3S one inside TLS
+                self.assertEqual(a.wait_closed(5), b"-ERR [SYS/TEMP] Server shutting down\r\n")
+                self.assertEqual(b.wait_closed(5), b"-ERR [SYS/TEMP] Server shutting down\r\n")
             finally:
                 a.close()
                 b.close()

@@ -21,7 +21,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Gateway, LineClient, assert_secret_not_logged, client_tls_context  # noqa: E402
+from harness import HOSTNAME, Gateway, LineClient, assert_secret_not_logged, client_tls_context  # noqa: E402
 
 PW = "s3cret-pass"
 LEGACY_PW = "legacy-pass"
@@ -754,6 +754,13 @@ class Signals(unittest.TestCase):
             gw.start("smtpd")
             idle = LineClient.open(gw.port("smtpd", mode="relay"))
             self.assertTrue(idle.line().startswith("220 "))
+            idle_tls = LineClient.open(gw.port("smtpd", mode="submission"))  # STARTTLS'd, then idle
+            self.assertTrue(idle_tls.line().startswith("220 "))
+            idle_tls.send("EHLO t.test\r\n")
+            while not idle_tls.line().startswith("250 "):
+                pass
+            self.assertTrue(idle_tls.cmd("STARTTLS").startswith("220 "))
+            idle_tls.starttls()
             c = LineClient.open(gw.port("smtpd", mode="relay"))
             self.assertTrue(c.line().startswith("220 "))
             c.send("EHLO c.test\r\n")
@@ -765,14 +772,18 @@ class Signals(unittest.TestCase):
             c.send(b"Subject: in flight\r\n\r\nfirst half\r\n")
             gw.signal("smtpd", sig.SIGTERM)
             gw.wait_log("smtpd", r"event=stopping")
-            # The idle session is closed at once; the one in DATA may finish its message.
-            self.assertEqual(idle.wait_closed(timeout=5), b"")
+            # The idle session gets RFC 5321 §3.8's 421 and the close at once; the one in DATA
+            # may finish its message.
+            goodbye = b"421 4.3.2 %s Service shutting down\r\n" % HOSTNAME.encode()
+            self.assertEqual(idle.wait_closed(timeout=5), goodbye)
+            self.assertEqual(idle_tls.wait_closed(timeout=5), goodbye)  # inside TLS
             c.send(b"second half\r\n.\r\n")
             reply = c.line()
             self.assertTrue(reply.startswith("250 2.0.0"), reply)
             self.assertTrue(c.line().startswith("421 4.3.2"))
             c.close()
             idle.close()
+            idle_tls.close()
             self.assertEqual(gw.daemons["smtpd"].proc.wait(timeout=10), 0)
             self.assertIn("event=stopped outcome=clean", gw.log("smtpd"))
             msgs = gw.messages("alice", "new")
@@ -844,7 +855,8 @@ class Limits(SmtpBase):
                 except EOFError:
                     break
             self.assertIsNotNone(reply, "the slow client was never cut off")
-            self.assertTrue(reply.startswith("421 4.4.2"), reply)
+            self.assertEqual(reply, "451 4.4.2 %s Error: data rate too low" % HOSTNAME)
+        self.gw.wait_log("smtpd", r"event=data outcome=too-slow ip=127\.0\.0\.12 bytes=")
 
     def test_connection_limit_per_ip(self):
         a = self.greeted("127.0.0.1")

@@ -181,6 +181,15 @@ TEST(Config, InvalidJsonNamesTheFile) {
   EXPECT_EQ(e.rfind("relaygate.json: not valid JSON", 0), 0u) << e;
 }
 
+// Found by fuzz_config (tests/fuzz/corpus/config/crash-number-overflow): a number
+// beyond a double was nlohmann's out_of_range, which escaped as an unexpected exception.
+TEST(Config, NumberOverflowIsAConfigError) {
+  for (const char* text : {"1e808", "{\"queue\": {\"max_retry_seconds\": 1e999}}", "-1e400"}) {
+    std::string e = error_of(text);
+    EXPECT_EQ(e.rfind("relaygate.json: not valid JSON", 0), 0u) << text << ": " << e;
+  }
+}
+
 TEST(Config, MissingFileNamesThePath) {
   try {
     rg::config::load("/nonexistent/relaygate.json");

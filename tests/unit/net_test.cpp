@@ -15,6 +15,7 @@
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/asio/write.hpp>
@@ -207,6 +208,123 @@ TEST(NetStream, ReadDeadlineCoversASlowDrippingLine) {
   asio::io_context io;
   auto c = connect_pair(io);
   run_all(io, expect_read_timeout(c.server, 300ms), drip(c.client, 12));
+}
+
+// ---- Stream: rate floors (issue 11: a trickle without a line end is cut on bytes) ---------
+
+TEST(NetRateFloor, BelowOnlyAfterGraceAndUnderTheRate) {
+  using rg::net::RateFloor;
+  struct Case {
+    RateFloor floor;
+    std::uint64_t bytes;
+    Clock::duration elapsed;
+    bool below;
+  };
+  const Case cases[] = {
+      {{0, 0s}, 0, 100s, false},         // no floor
+      {{100, 10s}, 0, 10s, false},       // at the grace: not yet measured
+      {{100, 10s}, 0, 10s + 1ms, true},  // just past it with nothing: below
+      {{100, 10s}, 1100, 11s, false},    // exactly the rate: not below
+      {{100, 10s}, 1099, 11s, true},     // one byte short
+      {{100, 0s}, 5, 100ms, true},       // no grace
+  };
+  for (const auto& c : cases)
+    EXPECT_EQ(rg::net::below_rate_floor(c.floor, c.bytes, c.elapsed), c.below)
+        << c.floor.bytes_per_second << " B/s, " << c.bytes << " bytes";
+}
+
+asio::awaitable<void> expect_too_slow(Stream& s, Clock::duration grace, bool per_line_calls) {
+  const auto start = Clock::now();
+  error_code ec;
+  std::string line;
+  do {
+    std::tie(ec, line) = co_await s.read_line(1000, 5s);
+  } while (!ec && per_line_calls);
+  const auto took = Clock::now() - start;
+  EXPECT_EQ(ec, rg::net::errc::too_slow) << ec.message();
+  EXPECT_EQ(ec.message(), "data rate too low");
+  EXPECT_GT(took, grace);
+  EXPECT_LT(took, grace + rg::net::kRateCheckInterval + 500ms);
+}
+
+TEST(NetStream, TransferFloorCutsATrickleWithoutLineEnd) {
+  asio::io_context io;
+  auto c = connect_pair(io);
+  c.server.set_transfer_rate_floor({100, 300ms});  // the drip is 20 B/s
+  run_all(io, expect_too_slow(c.server, 300ms, false), drip(c.client, 20));
+}
+
+// "x\n" every 50 ms: each line completes, but 40 B/s is under the 100 B/s floor of the transfer.
+asio::awaitable<void> drip_lines(tcp::socket& s, int lines) {
+  asio::steady_timer t(s.get_executor());
+  for (int i = 0; i < lines; ++i) {
+    co_await asio::async_write(s, asio::buffer("x\n", 2), tuple_awaitable);
+    t.expires_after(50ms);
+    co_await t.async_wait(tuple_awaitable);
+  }
+}
+
+TEST(NetStream, TransferFloorIsMeasuredAcrossLines) {
+  asio::io_context io;
+  auto c = connect_pair(io);
+  c.server.set_transfer_rate_floor({100, 300ms});
+  run_all(io, expect_too_slow(c.server, 300ms, true), drip_lines(c.client, 20));
+}
+
+TEST(NetStream, LineFloorCutsALineThatNeverEnds) {
+  asio::io_context io;
+  auto c = connect_pair(io);
+  c.server.set_line_rate_floor({100, 300ms});
+  run_all(io, expect_too_slow(c.server, 300ms, false), drip(c.client, 20));
+}
+
+// Idle longer than the grace, then a whole line at once: the line floor starts at its first byte.
+asio::awaitable<void> late_line(tcp::socket& s) {
+  asio::steady_timer t(s.get_executor(), 600ms);
+  co_await t.async_wait(tuple_awaitable);
+  co_await asio::async_write(s, asio::buffer(std::string_view("NOOP\r\n")), tuple_awaitable);
+}
+
+TEST(NetStream, LineFloorLeavesIdleTimeToTheTimeout) {
+  asio::io_context io;
+  auto c = connect_pair(io);
+  c.server.set_line_rate_floor({100, 200ms});
+  run_all(io, expect_lines(c.server, 100, {{{}, "NOOP\r\n"}}), late_line(c.client));
+  run_all(io, expect_read_timeout(c.server, 700ms));  // silent peer: the timeout, not too_slow
+  c.server.clear_rate_floor();
+  run_all(io, expect_read_timeout(c.server, 700ms), drip(c.client, 12));
+}
+
+asio::awaitable<void> cancelled_then_write(Stream& s, tcp::socket& client) {
+  auto [ec, line] = co_await s.read_line(100, 5s);
+  EXPECT_EQ(ec, asio::error::operation_aborted) << ec.message();
+  const error_code wec = co_await s.write("421 bye\r\n", 1s);
+  EXPECT_FALSE(wec) << wec.message();  // the stream still writes after it
+  std::string got(9, '\0');
+  auto [rec, n] = co_await asio::async_read(client, asio::buffer(got), tuple_awaitable);
+  EXPECT_FALSE(rec) << rec.message();
+  EXPECT_EQ(n, got.size());
+  EXPECT_EQ(got, "421 bye\r\n");
+  // cancel_read before a read: that read ends at once, the one after waits again
+  s.cancel_read();
+  std::tie(ec, line) = co_await s.read_line(100, 5s);
+  EXPECT_EQ(ec, asio::error::operation_aborted);
+  co_await asio::async_write(client, asio::buffer(std::string_view("QUIT\r\n")), tuple_awaitable);
+  std::tie(ec, line) = co_await s.read_line(100, 5s);
+  EXPECT_FALSE(ec);
+  EXPECT_EQ(line, "QUIT\r\n");
+}
+
+asio::awaitable<void> cancel_soon(Stream& s) {
+  asio::steady_timer t(co_await asio::this_coro::executor, 100ms);
+  co_await t.async_wait(tuple_awaitable);
+  s.cancel_read();
+}
+
+TEST(NetStream, CancelReadEndsThePendingReadAndKeepsTheStreamWritable) {
+  asio::io_context io;
+  auto c = connect_pair(io);
+  run_all(io, cancelled_then_write(c.server, c.client), cancel_soon(c.server));
 }
 
 asio::awaitable<void> expect_write_timeout(Stream& s, std::string payload) {

@@ -502,6 +502,14 @@ TEST_F(SpoolTest, IdsAndJsonCompatibility) {
           R"({"id":"0123456789AB","sender":"","recipients":[{"address":"x","state":"lost"}],"created_at":5,"size":9})",
           "x"),
       std::runtime_error);
+  // Found by fuzz_spool_envelope (corpus crash-float-created-at): a float into an integer field
+  // was a cast out of range (undefined behaviour); any float is refused, huge or not.
+  for (const char* number : {"1.8e28", "5.0", "-1e400"})
+    EXPECT_THROW(spool::from_json(std::string(R"({"id":"0123456789AB","sender":"","recipients":[],"created_at":)") +
+                                      number + R"(,"size":9})",
+                                  "float"),
+                 std::runtime_error)
+        << number;
   auto e = envelope("", {"x@y.test"});
   e.dsn_of = "0123456789AB";
   e.dsn_seq = 3;

@@ -112,8 +112,17 @@ const Row kRows[] = {
      "",
      "",
      {"bob@example.net", "eve@example.net"},
-     "Received: from client.example ([192.0.2.7])\r\n\tby mx.example.org (relaygate) with ESMTP id Q1\r\n"
-     "; Fri, 27 Nov 2026 02:34:34 +0000\r\n"},
+     "Received: from client.example ([192.0.2.7])\r\n\tby mx.example.org (relaygate) with ESMTP id Q1;\r\n"
+     "\tFri, 27 Nov 2026 02:34:34 +0000\r\n"},
+    // Two recipients after a comment line: the ";" ends that line.
+    {"two-rcpts-tls",
+     true,
+     true,
+     "",
+     "",
+     {"bob@example.net", "eve@example.net"},
+     "Received: from client.example ([192.0.2.7])\r\n\tby mx.example.org (relaygate) with ESMTPS id Q1\r\n"
+     "\t(using TLSv1.3 TLS_AES_256_GCM_SHA384);\r\n\tFri, 27 Nov 2026 02:34:34 +0000\r\n"},
     {"rcpt-unprintable",
      true,
      false,
@@ -133,7 +142,11 @@ TEST(SmtpReceived, EachProtocolName) {
     if (!in.auth_user.empty()) in.auth_mech = "PLAIN";
     in.relay_by = row.relay_by;
     in.recipients = row.rcpts;
-    EXPECT_EQ(trace_headers(in, "alice@example.org").received, row.expected) << row.name;
+    const std::string got = trace_headers(in, "alice@example.org").received;
+    EXPECT_EQ(got, row.expected) << row.name;
+    // RFC 5322 §2.2.3: every line after the first is a folded continuation (starts with WSP).
+    for (size_t at = got.find("\r\n"); at + 2 < got.size(); at = got.find("\r\n", at + 2))
+      EXPECT_EQ(got[at + 2], '\t') << row.name << " at " << at;
   }
 }
 
