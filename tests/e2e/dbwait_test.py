@@ -179,5 +179,76 @@ class DatabaseLocked(unittest.TestCase):
         self.assertIn("grant-failed", self.gw.log("pop3d"))
 
 
+class DatabaseReplaced(unittest.TestCase):
+    """Issue 11, Deliver 5 and 6: the database file overwritten with garbage in place (`cp
+    garbage db`), truncated, or replaced by a rename while the daemons run. SQLite's connections still have the old pages
+    cached (and a rename leaves them on the old inode), so before the fix a POP3 login answered
+    +OK and wrote its grant nowhere. Now every write first checks the file: the login answers
+    -ERR [SYS/TEMP] and the log names the file, a granted client's RCPT gets 451 4.3.0 (never a
+    relay), nothing crashes; after a good database is back (and the daemons restart, as an
+    administrator restoring a backup does) everything works."""
+
+    def run_case(self, replace):
+        with Gateway({"database_timeout_ms": LIMIT_MS, "auth": {"failure_delay_max_ms": 300}}) as gw:
+            gw.add_user("alice", PW)
+            gw.start("smtpd")
+            gw.start("pop3d")
+            case = DatabaseLocked("test_lock_held_by_another_process")
+            case.gw = gw
+            self.assertTrue(case.pop3_login().startswith(b"+OK"))  # grants 127.0.0.1
+            self.assertEqual(case.grant_rcpt()[0], 250)
+            db = gw.path("database")
+            good = db + ".good"
+            src = sqlite3.connect(db)
+            dst = sqlite3.connect(good)
+            src.backup(dst)
+            src.close()
+            dst.close()
+            garbage = bytes((i * 131 + 7) % 256 for i in range(16384))
+            replace(db, garbage)
+
+            with self.assertRaises(poplib.error_proto) as e:
+                case.pop3_login()
+            self.assertIn(b"[SYS/TEMP]", e.exception.args[0])
+            code, msg = case.grant_rcpt()
+            self.assertEqual((code, msg[:5]), (451, b"4.3.0"), msg)
+            # In place, the read of the login already fails ("file is not a database"); renamed
+            # over, the read still sees the old inode and the grant's write check refuses.
+            failed = [line for line in gw.log("pop3d").splitlines()
+                      if "event=auth-lookup-failed" in line or "reason=grant-failed" in line]
+            self.assertTrue(failed, gw.log("pop3d"))
+            self.assertIn(db, "\n".join(failed))  # the line names the file
+            self.assertIn("relay-check-failed", gw.log("smtpd"))
+            self.assertTrue(gw.daemons["pop3d"].running())
+            self.assertTrue(gw.daemons["smtpd"].running())
+
+            for suffix in ("-wal", "-shm"):
+                if os.path.exists(db + suffix):
+                    os.unlink(db + suffix)
+            os.replace(good, db)
+            gw.restart("pop3d")
+            gw.restart("smtpd")
+            self.assertTrue(case.pop3_login().startswith(b"+OK"))
+            self.assertEqual(case.grant_rcpt()[0], 250)
+
+    def test_overwritten_in_place(self):
+        def overwrite(db, garbage):
+            with open(db, "wb") as f:  # what `cp garbage db` does: same inode, new bytes
+                f.write(garbage)
+        self.run_case(overwrite)
+
+    def test_truncated(self):
+        def truncate(db, garbage):
+            os.truncate(db, 0)  # a full disk or a botched copy: the file is there, its pages are not
+        self.run_case(truncate)
+
+    def test_renamed_over(self):
+        def rename(db, garbage):
+            with open(db + ".new", "wb") as f:
+                f.write(garbage)
+            os.replace(db + ".new", db)
+        self.run_case(rename)
+
+
 if __name__ == "__main__":
     harness.main()
