@@ -58,6 +58,8 @@ const char* const kMigrations[] = {
     "  count INTEGER NOT NULL,"
     "  oldest_enqueued_at INTEGER NOT NULL);"
     "INSERT INTO queue_summary VALUES(1, 0, 0);",
+    // 3 -> 4: the node that wrote each grant (issue 12: the status file names it).
+    "ALTER TABLE grants ADD COLUMN node TEXT NOT NULL DEFAULT '';",
 };
 static_assert(std::size(kMigrations) == AuthDb::kSchemaVersion);
 
@@ -195,8 +197,8 @@ void AuthDb::exec(const char* sql, const char* what) {
   check(rc, what);
 }
 
-AuthDb::AuthDb(const fs::path& file, OpenMode mode, std::chrono::milliseconds busy_limit)
-    : file_(file), busy_limit_(busy_limit) {
+AuthDb::AuthDb(const fs::path& file, OpenMode mode, std::chrono::milliseconds busy_limit, std::string node)
+    : file_(file), busy_limit_(busy_limit), node_(std::move(node)) {
   std::error_code ec;
   if (mode == OpenMode::MustExist && !fs::exists(file_, ec))
     throw Error("database " + file_.string() + ": does not exist (create it with `relaygatectl user add`)");
@@ -387,6 +389,17 @@ std::optional<UserAuth> AuthDb::find_user(const std::string& name) {
   });
 }
 
+bool AuthDb::import_user(const User& user, const UserAuth& auth) {
+  return with_retry("import user", [&] {
+    Stmt s(*this,
+           "INSERT INTO users(name, enabled, password_hash, legacy_secret, created_at, updated_at) "
+           "VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO NOTHING");
+    s.bind(1, user.name).bind(2, int64_t{auth.enabled}).bind(3, auth.password_hash).bind(4, auth.legacy_secret);
+    s.bind(5, user.created_at).bind(6, user.created_at).run();
+    return s.changes() == 1;
+  });
+}
+
 std::vector<User> AuthDb::list_users() {
   return with_retry("list users", [&] {
     std::vector<User> out;
@@ -405,15 +418,16 @@ bool AuthDb::grant(const std::string& raw_ip, const std::string& user, const std
   return with_retry("write grant", [&] {
     // One statement: a refresh keeps granted_at and last_used_at, moves expires_at.
     Stmt s(*this,
-           "INSERT INTO grants(ip, user_id, method, granted_at, refreshed_at, expires_at, last_used_at, ttl) "
-           "SELECT ?1, id, ?2, ?3, ?3, ?3 + ?4, NULL, ?4 FROM users WHERE name=?5 AND enabled=1 "
+           "INSERT INTO grants(ip, user_id, method, granted_at, refreshed_at, expires_at, last_used_at, ttl, node) "
+           "SELECT ?1, id, ?2, ?3, ?3, ?3 + ?4, NULL, ?4, ?6 FROM users WHERE name=?5 AND enabled=1 "
            "ON CONFLICT(ip) DO UPDATE SET "
            "  granted_at=CASE WHEN grants.user_id=excluded.user_id AND grants.expires_at>?3 THEN grants.granted_at "
            "ELSE ?3 END,"
            "  last_used_at=CASE WHEN grants.user_id=excluded.user_id AND grants.expires_at>?3 THEN grants.last_used_at "
            "END,"
-           "  user_id=excluded.user_id, method=excluded.method, refreshed_at=?3, expires_at=?3 + ?4, ttl=?4");
-    s.bind(1, ip).bind(2, method).bind(3, now).bind(4, ttl).bind(5, user).run();
+           "  user_id=excluded.user_id, method=excluded.method, refreshed_at=?3, expires_at=?3 + ?4, ttl=?4,"
+           "  node=excluded.node");
+    s.bind(1, ip).bind(2, method).bind(3, now).bind(4, ttl).bind(5, user).bind(6, node_).run();
     return s.changes() == 1;
   });
 }
@@ -421,11 +435,11 @@ bool AuthDb::grant(const std::string& raw_ip, const std::string& user, const std
 namespace {
 // Live: not yet expired, and not "expired in the future" because the clock went backwards.
 constexpr const char* kLiveGrantSql =
-    "SELECT g.ip, u.name, g.method, g.granted_at, g.refreshed_at, g.expires_at, g.last_used_at, g.ttl "
+    "SELECT g.ip, u.name, g.method, g.granted_at, g.refreshed_at, g.expires_at, g.last_used_at, g.ttl, g.node "
     "FROM grants g JOIN users u ON u.id=g.user_id "
     "WHERE g.ip=?1 AND ?2 < g.expires_at AND g.expires_at - ?2 <= g.ttl AND u.enabled=1";
 constexpr const char* kListSql =
-    "SELECT g.ip, u.name, g.method, g.granted_at, g.refreshed_at, g.expires_at, g.last_used_at, g.ttl "
+    "SELECT g.ip, u.name, g.method, g.granted_at, g.refreshed_at, g.expires_at, g.last_used_at, g.ttl, g.node "
     "FROM grants g JOIN users u ON u.id=g.user_id "
     "WHERE ?1 < g.expires_at AND g.expires_at - ?1 <= g.ttl AND u.enabled=1 ORDER BY g.ip";
 }  // namespace
@@ -438,7 +452,7 @@ std::optional<Grant> AuthDb::live_grant(const std::string& raw_ip, int64_t now) 
     Stmt s(*this, kLiveGrantSql);
     s.bind(1, ip).bind(2, now);
     if (!s.step()) return std::nullopt;
-    Grant g{s.text(0), s.text(1), s.text(2), s.i64(3), s.i64(4), s.i64(5), std::nullopt, s.i64(7)};
+    Grant g{s.text(0), s.text(1), s.text(2), s.i64(3), s.i64(4), s.i64(5), std::nullopt, s.i64(7), s.text(8)};
     if (!s.is_null(6)) g.last_used_at = s.i64(6);
     return g;
   });
@@ -473,6 +487,22 @@ int AuthDb::revoke_user(const std::string& user) {
   });
 }
 
+bool AuthDb::import_grant(const Grant& g) {
+  const std::string ip = grant_key(g.ip);
+  return with_retry("import grant", [&] {
+    Stmt s(*this,
+           "INSERT OR REPLACE INTO grants(ip, user_id, method, granted_at, refreshed_at, expires_at, last_used_at, "
+           "ttl, node) SELECT ?1, id, ?2, ?3, ?4, ?5, ?6, ?7, ?8 FROM users WHERE name=?9");
+    s.bind(1, ip).bind(2, g.method).bind(3, g.granted_at).bind(4, g.refreshed_at).bind(5, g.expires_at);
+    if (g.last_used_at)
+      s.bind(6, *g.last_used_at);
+    else
+      s.bind_null(6);
+    s.bind(7, g.ttl).bind(8, g.node).bind(9, g.user).run();
+    return s.changes() >= 1;
+  });
+}
+
 int AuthDb::purge_expired(int64_t now) {
   check_file("purge grants");
   return with_retry("purge grants", [&] {
@@ -491,7 +521,7 @@ std::vector<Grant> AuthDb::list(int64_t now) {
     Stmt s(*this, kListSql);
     s.bind(1, now);
     while (s.step()) {
-      Grant g{s.text(0), s.text(1), s.text(2), s.i64(3), s.i64(4), s.i64(5), std::nullopt, s.i64(7)};
+      Grant g{s.text(0), s.text(1), s.text(2), s.i64(3), s.i64(4), s.i64(5), std::nullopt, s.i64(7), s.text(8)};
       if (!s.is_null(6)) g.last_used_at = s.i64(6);
       out.push_back(std::move(g));
     }
@@ -549,8 +579,11 @@ void AuthDb::clear_failures(const std::string& net) {
   });
 }
 
-std::function<std::unique_ptr<Store>()> sqlite_store_factory(fs::path file, std::chrono::milliseconds busy_limit) {
-  return [file = std::move(file), busy_limit] { return std::make_unique<AuthDb>(file, OpenMode::Create, busy_limit); };
+std::function<std::unique_ptr<Store>()> sqlite_store_factory(fs::path file, std::chrono::milliseconds busy_limit,
+                                                             std::string node) {
+  return [file = std::move(file), busy_limit, node = std::move(node)] {
+    return std::make_unique<AuthDb>(file, OpenMode::Create, busy_limit, node);
+  };
 }
 
 }  // namespace rg::authdb

@@ -36,29 +36,33 @@ enum class OpenMode {
 // The SQLite Store (and, for relaygatectl, the administrative operations daemons never need).
 class AuthDb : public Store {
  public:
-  static constexpr int kSchemaVersion = 3;
   static constexpr int kBusyTimeoutMs = 5000;      // per statement, then our own retry
   static constexpr int kBusyRetryLimitMs = 30000;  // total wait before giving up with Error (default)
 
   // `busy_limit` bounds the whole wait for another process's lock (the daemons pass their
   // database_timeout_ms, so a database thread never sits longer than its waiter waits).
+  // `node` is written into the grants this connection makes (Grant::node).
   explicit AuthDb(const fs::path& file, OpenMode mode = OpenMode::Create,
-                  std::chrono::milliseconds busy_limit = std::chrono::milliseconds(kBusyRetryLimitMs));
+                  std::chrono::milliseconds busy_limit = std::chrono::milliseconds(kBusyRetryLimitMs),
+                  std::string node = {});
   ~AuthDb() override;
   AuthDb(const AuthDb&) = delete;
   AuthDb& operator=(const AuthDb&) = delete;
 
   const fs::path& file() const { return file_; }
+  const char* backend() const override { return "sqlite"; }
+  std::string name() const override { return file_.string(); }
 
   // Users. Names must already be validated (see users.h); lookups are case-insensitive.
   bool add_user(const std::string& name, const std::string& password_hash,
-                const std::optional<std::string>& legacy_secret, int64_t now);  // false: exists
+                const std::optional<std::string>& legacy_secret, int64_t now) override;
   bool set_password(const std::string& name, const std::string& password_hash,
-                    const std::optional<std::string>& legacy_secret, int64_t now);  // false: no such user
-  bool delete_user(const std::string& name);                                        // also removes the user's grants
-  bool set_enabled(const std::string& name, bool enabled, int64_t now);             // disabling revokes grants
+                    const std::optional<std::string>& legacy_secret, int64_t now) override;
+  bool delete_user(const std::string& name) override;
+  bool set_enabled(const std::string& name, bool enabled, int64_t now) override;
   std::optional<UserAuth> find_user(const std::string& name) override;
-  std::vector<User> list_users();
+  std::vector<User> list_users() override;
+  bool import_user(const User& user, const UserAuth& auth) override;
 
   // Grants (ip in any textual form; stored canonical): create or refresh ip's grant to now + ttl.
   // False if the user does not exist or is disabled; std::invalid_argument if ip is not an address.
@@ -67,8 +71,9 @@ class AuthDb : public Store {
   bool is_authorized(const std::string& ip, int64_t now);
   std::optional<Grant> live_grant(const std::string& ip, int64_t now) override;
   void touch(const std::string& ip, int64_t now) override;  // record a relay by the grant
-  bool revoke(const std::string& ip);
-  int revoke_user(const std::string& user);
+  bool revoke(const std::string& ip) override;
+  int revoke_user(const std::string& user) override;
+  bool import_grant(const Grant& g) override;
   int purge_expired(int64_t now) override;
   std::vector<Grant> list(int64_t now) override;  // live grants only, by ip
 
@@ -82,7 +87,7 @@ class AuthDb : public Store {
   void record_failure(const std::string& net, int64_t now) override;
   void clear_failures(const std::string& net) override;
 
-  int schema_version();
+  int schema_version() override;
 
  private:
   struct Closer {
@@ -102,6 +107,7 @@ class AuthDb : public Store {
 
   fs::path file_;
   std::chrono::milliseconds busy_limit_;
+  std::string node_;
   std::optional<std::pair<dev_t, ino_t>> identity_;  // the file's device and inode at open
   std::unique_ptr<sqlite3, Closer> db_;
   std::unordered_map<const char*, std::unique_ptr<sqlite3_stmt, StmtCloser>> stmts_;  // by SQL literal
@@ -109,6 +115,7 @@ class AuthDb : public Store {
 
 // The daemons' Store factory (authdb/client.h): each database thread opens its own connection
 // to `file`, its busy wait bounded by `busy_limit` (the daemons' database_timeout_ms).
-std::function<std::unique_ptr<Store>()> sqlite_store_factory(fs::path file, std::chrono::milliseconds busy_limit);
+std::function<std::unique_ptr<Store>()> sqlite_store_factory(fs::path file, std::chrono::milliseconds busy_limit,
+                                                             std::string node = {});
 
 }  // namespace rg::authdb

@@ -21,6 +21,7 @@ nlohmann::ordered_json grant_json(const Grant& g) {
   e["expires_at"] = iso8601(g.expires_at);
   e["last_used_at"] =
       g.last_used_at ? nlohmann::ordered_json(iso8601(*g.last_used_at)) : nlohmann::ordered_json(nullptr);
+  e["node"] = g.node;
   return e;
 }
 

@@ -1,5 +1,5 @@
 // The JSON status file (DESIGN.md): {"generated_at", "grants": [{ip, user, method,
-// granted_at, expires_at, last_used_at}]}, ISO-8601 UTC. Written atomically; lists only
+// granted_at, expires_at, last_used_at, node}]}, ISO-8601 UTC. Written atomically; lists only
 // live grants (callers pass AuthDb::list(now), which never returns expired rows).
 #pragma once
 
@@ -17,7 +17,7 @@ namespace rg::authdb {
 
 std::string iso8601(int64_t unix_seconds);  // "2026-11-26T03:34:34Z"
 // One grant as the status file and `relaygatectl grant list --json` show it: {ip, user, method,
-// granted_at, expires_at, last_used_at (null when never used)}.
+// granted_at, expires_at, last_used_at (null when never used), node (who wrote it; issue 12)}.
 nlohmann::ordered_json grant_json(const Grant& g);
 // With `queue`, adds {"queue": {"count": N, "oldest_age_seconds": S or null}} (issue 5).
 std::string render_status(const std::vector<Grant>& grants, int64_t now, const QueueSummary* queue = nullptr);

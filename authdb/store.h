@@ -1,8 +1,12 @@
-// authdb::Store: the operations the daemons need from the user/grant database, whatever holds
-// it. SQLite (AuthDb, one file per host) implements it today; the PostgreSQL backend of the
-// scale-out issue (several nodes sharing users and grants) implements the same interface, so
-// nothing above authdb/ changes. Nothing here names a file, a lock or a busy timeout: those are
-// the backend's (its constructor's) business.
+// authdb::Store: the user/grant database, whatever holds it: the operations the daemons need and
+// the administrative ones relaygatectl adds. Two implementations: SQLite (AuthDb, authdb.h, one
+// file per host, the embedded default) and PostgreSQL (PgStore, pg_store.h, shared by several
+// nodes; issue 12), chosen by the config's "database" (backend.h). Nothing above authdb/ knows
+// which. Nothing here names a file, a lock or a busy timeout: those are the backend's
+// (its constructor's) business.
+// Clock: every `now` is the caller's clock in unix seconds. SQLite uses it (one host, one
+// clock); PostgreSQL ignores it and uses the database server's now(), so that nodes with skewed
+// clocks agree on expiry and failure windows (issue 12). Tests that need a fake clock use SQLite.
 // Contract: calls are synchronous and may block (a lock, the network); they run only on the
 // database threads of authdb::Client (authdb/client.h), never on a daemon's I/O thread. One
 // Store is used by one thread at a time. Every fault is an authdb::Error whose message names
@@ -47,6 +51,7 @@ struct Grant {
   int64_t expires_at = 0;
   std::optional<int64_t> last_used_at;
   int64_t ttl = 0;
+  std::string node;  // the node (config "hostname") whose daemon or relaygatectl wrote it; "" before schema 4
 };
 
 // What the queue holds, as smtpd last saw it (the status file's "queue"): messages queued and
@@ -62,18 +67,41 @@ class Store {
   virtual ~Store() = default;
 
   static constexpr int64_t kFailureWindowSeconds = 900;  // failed logins older than this are forgotten
+  static constexpr int kSchemaVersion = 4;               // both backends: the same versions, forward migrations only
+
+  // "sqlite" or "postgresql"; the database as messages name it (a path, or the URI without any
+  // password); the schema version the database holds (migrated to kSchemaVersion when opened).
+  virtual const char* backend() const = 0;
+  virtual std::string name() const = 0;
+  virtual int schema_version() = 0;
 
   // Users (names already validated, see users.h; lookups case-insensitive).
   virtual std::optional<UserAuth> find_user(const std::string& name) = 0;
+  virtual bool add_user(const std::string& name, const std::string& password_hash,
+                        const std::optional<std::string>& legacy_secret, int64_t now) = 0;  // false: exists
+  virtual bool set_password(const std::string& name, const std::string& password_hash,
+                            const std::optional<std::string>& legacy_secret, int64_t now) = 0;  // false: no such user
+  virtual bool delete_user(const std::string& name) = 0;                             // also removes the user's grants
+  virtual bool set_enabled(const std::string& name, bool enabled, int64_t now) = 0;  // disabling revokes grants
+  virtual std::vector<User> list_users() = 0;                                        // by name
+  // relaygatectl db copy: a user exactly as stored elsewhere (hash, secret, created_at kept);
+  // false when the name exists.
+  virtual bool import_user(const User& user, const UserAuth& auth) = 0;
 
-  // Grants: create or refresh ip's grant to now + ttl (false: no such enabled user); the live
-  // grant of ip; record a relay by it; drop expired grants (and old failure counters).
+  // Grants: create or refresh ip's grant to now + ttl, recording this Store's node (false: no
+  // such enabled user; std::invalid_argument if ip is not an address); the live grant of ip;
+  // record a relay by it; drop expired grants (and old failure counters).
   virtual bool grant(const std::string& ip, const std::string& user, const std::string& method, int64_t ttl,
                      int64_t now) = 0;
   virtual std::optional<Grant> live_grant(const std::string& ip, int64_t now) = 0;
   virtual void touch(const std::string& ip, int64_t now) = 0;
   virtual int purge_expired(int64_t now) = 0;
   virtual std::vector<Grant> list(int64_t now) = 0;  // live grants only, by ip
+  virtual bool revoke(const std::string& ip) = 0;    // false: ip had no grant
+  virtual int revoke_user(const std::string& user) = 0;
+  // relaygatectl db copy: a live grant exactly as listed elsewhere (its times and node kept),
+  // replacing any grant of the same ip; false when its user does not exist here.
+  virtual bool import_grant(const Grant& g) = 0;
 
   // The queue summary smtpd keeps for the status file.
   virtual void set_queue_summary(const QueueSummary& q) = 0;

@@ -6,6 +6,7 @@
 #include <iostream>
 #include <system_error>
 
+#include "authdb/backend.h"
 #include "authdb/status.h"
 #include "authdb/users.h"
 
@@ -31,20 +32,21 @@ std::string checked_user(const std::string& raw) {
   return authdb::canonical_user_name(raw);
 }
 
-authdb::AuthDb& Context::db(authdb::OpenMode mode) {
+authdb::Store& Context::db(authdb::OpenMode mode) {
   if (db_) return *db_;
   try {
     if (mode == authdb::OpenMode::Create) prepare_database();
-    db_ = std::make_unique<authdb::AuthDb>(cfg.database, mode);
+    db_ = authdb::open_store(cfg, mode);
   } catch (const authdb::Error& e) {
     throw Failure(e.what() + defaults_note);
   } catch (const std::system_error& e) {
-    throw Failure("database " + cfg.database.string() + ": " + e.what() + defaults_note);
+    throw Failure("database " + cfg.database_name() + ": " + e.what() + defaults_note);
   }
   return *db_;
 }
 
 void Context::prepare_database() {
+  if (!cfg.database_uri.empty()) return;  // a PostgreSQL database is made by its administrator
   std::error_code ec;
   if (fs::exists(cfg.database, ec)) return;
   if (defaults_note.empty() && cfg.database.has_parent_path())

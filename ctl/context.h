@@ -70,9 +70,10 @@ struct Context {
   // a missing database or spool, which then most likely means "you forgot --config".
   std::string defaults_note;
   std::optional<fsutil::Owner> owner;  // run_as.user/group when running as root and it exists
-  std::unique_ptr<authdb::AuthDb> db_;
+  std::unique_ptr<authdb::Store> db_;
 
-  authdb::AuthDb& db(authdb::OpenMode mode = authdb::OpenMode::MustExist);
+  // The config's database, SQLite or PostgreSQL (authdb/backend.h); `mode` matters for SQLite.
+  authdb::Store& db(authdb::OpenMode mode = authdb::OpenMode::MustExist);
   // A new database file is made here, owned by the service user, before SQLite opens it: SQLite
   // then gives its -wal and -shm files the same owner and mode. Its folder is made only when the
   // path comes from a config file; a missing folder under the embedded defaults stays an error.

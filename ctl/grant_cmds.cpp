@@ -89,7 +89,7 @@ int status(Context& c, const Opts& o) {
     return kExitOk;
   }
   std::printf("generated_at %s, %zu live grant(s), database %s\n", authdb::iso8601(t).c_str(), grants.size(),
-              c.cfg.database.c_str());
+              c.cfg.database_name().c_str());
   print_grant_table(grants, t);
   return kExitOk;
 }

@@ -15,8 +15,7 @@ namespace {
 void warn_legacy(const std::string& user, const Context& c) {
   std::cerr << "warning: legacy mechanisms (APOP, CRAM-MD5, DIGEST-MD5) need a password-equivalent secret;\n"
                "         it is stored for user "
-            << user << " in " << c.cfg.database.string()
-            << ": anyone who can read that file can log in as this user.\n";
+            << user << " in " << c.cfg.database_name() << ": anyone who can read that file can log in as this user.\n";
 }
 
 }  // namespace

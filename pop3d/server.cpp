@@ -6,6 +6,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "authdb/backend.h"
 #include "authdb/status.h"
 #include "pop3d/session.h"
 #include "shared/daemon.h"
@@ -37,8 +38,8 @@ const daemon::Profile kProfile{
 
 Server::Server(asio::io_context& io_ctx, Config config)
     : daemon::ServerBase(io_ctx, std::move(config), kProfile),
-      db(authdb::sqlite_store_factory(cfg.database, std::chrono::milliseconds(cfg.database_timeout_ms)),
-         cfg.database.string(), std::chrono::milliseconds(cfg.database_timeout_ms)),
+      db(authdb::store_factory(cfg), cfg.database_name(), std::chrono::milliseconds(cfg.database_timeout_ms),
+         authdb::Client::kReadThreads, authdb::write_threads(cfg)),
       auth(db, pool, cfg),
       status(io_ctx, cfg.status_file, [this] { return rewrite_status(); }),
       timer_(io_ctx) {}

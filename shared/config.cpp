@@ -267,6 +267,12 @@ bool valid_domain(const std::string& d) {
 
 }  // namespace
 
+bool is_postgres_uri(const std::string& s) {
+  for (const char* scheme : kPostgresUriSchemes)
+    if (s.rfind(scheme, 0) == 0) return true;
+  return false;
+}
+
 Config defaults(const fs::path& base_dir) {
   Config c;
   c.hostname = system_hostname();
@@ -298,7 +304,21 @@ Config parse(const std::string& text, const fs::path& name, const fs::path& base
   c.file = name;
   ObjectReader r(root, "", file);
   r.get_string("hostname", c.hostname);
-  r.get_path("database", c.database, base_dir);
+  if (const json* v = r.find("database"); v && v->is_string() && is_postgres_uri(v->get<std::string>())) {
+    c.database_uri = v->get<std::string>();
+    // libpq reads a password in the URI too, but the config file is readable by more than the
+    // daemons (and shown in logs): the password belongs in a passfile.
+    const auto at = c.database_uri.find('@');
+    const auto authority = c.database_uri.substr(0, at == std::string::npos ? 0 : at);
+    if (authority.find(':', authority.find("://") + 3) != std::string::npos ||
+        c.database_uri.find("password=") != std::string::npos)
+      throw ConfigError(file +
+                        ": database: a password must not be in the config; put it in libpq's passfile "
+                        "(~/.pgpass or ?passfile=FILE)");
+    c.database.clear();
+  } else {
+    r.get_path("database", c.database, base_dir);
+  }
   r.get_int("database_timeout_ms", c.database_timeout_ms, kMinDatabaseTimeoutMs, kMaxDatabaseTimeoutMs);
   r.get_path("status_file", c.status_file, base_dir);
   r.get_path("maildir_root", c.maildir_root, base_dir);

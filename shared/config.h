@@ -123,10 +123,19 @@ inline constexpr int64_t kDefaultDatabaseTimeoutMs = 3000;
 inline constexpr int64_t kMinDatabaseTimeoutMs = 100;
 inline constexpr int64_t kMaxDatabaseTimeoutMs = 60000;
 
+// "database" is a file path (SQLite, the embedded default) or a libpq connection URI with one of
+// these schemes (PostgreSQL, shared by several nodes; issue 12). A password never goes in the
+// JSON: libpq's passfile (~/.pgpass, PGPASSFILE or ?passfile=) holds it.
+inline constexpr const char* kPostgresUriSchemes[] = {"postgresql://", "postgres://"};
+bool is_postgres_uri(const std::string& s);
+
 struct Config {
-  fs::path file;         // the file loaded ("" for embedded defaults)
-  std::string hostname;  // defaults to the system host name
-  fs::path database;
+  fs::path file;             // the file loaded ("" for embedded defaults)
+  std::string hostname;      // defaults to the system host name; also this node's name in grants
+  fs::path database;         // SQLite file; empty when database_uri is set
+  std::string database_uri;  // PostgreSQL connection URI; empty for SQLite
+  // The database as messages name it: the SQLite path, or the URI.
+  std::string database_name() const { return database_uri.empty() ? database.string() : database_uri; }
   // How long a session waits for the database (authdb::Client) before it answers a temporary
   // failure; also bounds the daemons' wait for another process's lock (issue 11).
   int64_t database_timeout_ms = kDefaultDatabaseTimeoutMs;

@@ -145,7 +145,7 @@ int run_main(int argc, char** argv, const MainOptions& opt) {
         }
       });
     });
-    log::info().kv("event", "started").kv("database", server.cfg.database.string()).kv("running_as", identity);
+    log::info().kv("event", "started").kv("database", server.cfg.database_name()).kv("running_as", identity);
     notify("READY=1\nSTATUS=listening on " + std::to_string(opt.listener_count(server.cfg)) + " ports");
     io.run();
     if (forced) {

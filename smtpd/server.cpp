@@ -7,6 +7,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <utility>
 
+#include "authdb/backend.h"
 #include "authdb/status.h"
 #include "shared/daemon.h"
 #include "shared/log.h"
@@ -56,8 +57,8 @@ std::vector<Cidr> parse_trusted(const Config& c) {
 
 Server::Server(asio::io_context& io_ctx, Config config)
     : daemon::ServerBase(io_ctx, std::move(config), kProfile),
-      db(authdb::sqlite_store_factory(cfg.database, std::chrono::milliseconds(cfg.database_timeout_ms)),
-         cfg.database.string(), std::chrono::milliseconds(cfg.database_timeout_ms)),
+      db(authdb::store_factory(cfg), cfg.database_name(), std::chrono::milliseconds(cfg.database_timeout_ms),
+         authdb::Client::kReadThreads, authdb::write_threads(cfg)),
       disk_pool(kDiskThreads),
       auth(db, pool, cfg),
       spool(cfg.spool_dir),

@@ -107,7 +107,7 @@ void check_tls(std::vector<Finding>& out, const config::Config& cfg) {
 std::vector<Finding> check(const config::Config& cfg, bool pop3d, bool smtpd) {
   std::vector<Finding> out;
   check_tls(out, cfg);
-  writable_file(out, "database", cfg.database);
+  if (cfg.database_uri.empty()) writable_file(out, "database", cfg.database);  // PostgreSQL: checked by connecting
   writable_folder(out, "status_file", cfg.status_file.parent_path());
   writable_folder(out, "maildir_root", cfg.maildir_root);
   if (smtpd) writable_folder(out, "spool_dir", cfg.spool_dir);

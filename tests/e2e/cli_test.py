@@ -160,7 +160,7 @@ class Cli(unittest.TestCase):
         self.add("alice")
         con = sqlite3.connect(self.db)
         uid = con.execute("SELECT id FROM users").fetchone()[0]
-        con.execute("INSERT INTO grants VALUES('192.0.2.77', ?, 'pop3', 1, 1, 2, NULL, 1)", (uid,))
+        con.execute("INSERT INTO grants VALUES('192.0.2.77', ?, 'pop3', 1, 1, 2, NULL, 1, '')", (uid,))
         con.commit()
         con.close()
         self.assertEqual(json.loads(self.ok("grant", "list", "--json")[0]), [])

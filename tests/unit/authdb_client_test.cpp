@@ -38,6 +38,23 @@ struct FakeStore : Store {
   int64_t failure_count(const std::string&, int64_t) override { return 0; }
   void record_failure(const std::string&, int64_t) override {}
   void clear_failures(const std::string&) override {}
+  // Administrative operations: not used by Client.
+  const char* backend() const override { return "fake"; }
+  std::string name() const override { return "fake"; }
+  int schema_version() override { return kSchemaVersion; }
+  bool add_user(const std::string&, const std::string&, const std::optional<std::string>&, int64_t) override {
+    return false;
+  }
+  bool set_password(const std::string&, const std::string&, const std::optional<std::string>&, int64_t) override {
+    return false;
+  }
+  bool delete_user(const std::string&) override { return false; }
+  bool set_enabled(const std::string&, bool, int64_t) override { return false; }
+  std::vector<rg::authdb::User> list_users() override { return {}; }
+  bool import_user(const rg::authdb::User&, const rg::authdb::UserAuth&) override { return false; }
+  bool revoke(const std::string&) override { return false; }
+  int revoke_user(const std::string&) override { return 0; }
+  bool import_grant(const rg::authdb::Grant&) override { return false; }
 };
 
 struct ClientTest : ::testing::Test {

@@ -17,9 +17,9 @@ namespace {
 
 TEST(StatusFile, RendersDesignFormatAndSkipsExpired) {
   std::vector<Grant> grants = {
-      {"192.0.2.1", "alice", "pop3", 1800000000, 1800000000, 1800001800, std::nullopt, 1800},
-      {"2001:db8::1", "bob", "apop", 1800000000, 1800000100, 1800001900, 1800000200, 1800},
-      {"192.0.2.9", "old", "pop3", 1700000000, 1700000000, 1700001800, std::nullopt, 1800},
+      {"192.0.2.1", "alice", "pop3", 1800000000, 1800000000, 1800001800, std::nullopt, 1800, "node-a"},
+      {"2001:db8::1", "bob", "apop", 1800000000, 1800000100, 1800001900, 1800000200, 1800, "node-a"},
+      {"192.0.2.9", "old", "pop3", 1700000000, 1700000000, 1700001800, std::nullopt, 1800, "node-a"},
   };
   auto j = nlohmann::json::parse(rg::authdb::render_status(grants, 1800000500));
   EXPECT_EQ(j["generated_at"], "2027-01-15T08:08:20Z");
@@ -35,11 +35,11 @@ TEST(StatusFile, RendersDesignFormatAndSkipsExpired) {
 
 // grant_json is the one rendering of a grant (status file and relaygatectl grant list --json).
 TEST(StatusFile, GrantJsonFieldsInOrder) {
-  const Grant used{"2001:db8::1", "bob", "apop", 1800000000, 1800000100, 1800001900, 1800000200, 1800};
+  const Grant used{"2001:db8::1", "bob", "apop", 1800000000, 1800000100, 1800001900, 1800000200, 1800, "node-a"};
   EXPECT_EQ(rg::authdb::grant_json(used).dump(),
             R"({"ip":"2001:db8::1","user":"bob","method":"apop","granted_at":"2027-01-15T08:00:00Z",)"
-            R"("expires_at":"2027-01-15T08:31:40Z","last_used_at":"2027-01-15T08:03:20Z"})");
-  const Grant unused{"192.0.2.1", "alice", "pop3", 1800000000, 1800000000, 1800001800, std::nullopt, 1800};
+            R"("expires_at":"2027-01-15T08:31:40Z","last_used_at":"2027-01-15T08:03:20Z","node":"node-a"})");
+  const Grant unused{"192.0.2.1", "alice", "pop3", 1800000000, 1800000000, 1800001800, std::nullopt, 1800, "node-a"};
   EXPECT_TRUE(rg::authdb::grant_json(unused)["last_used_at"].is_null());
   // The status file lists exactly grant_json of each live grant.
   auto j = nlohmann::ordered_json::parse(rg::authdb::render_status({unused, used}, 1800000500));
@@ -54,7 +54,7 @@ TEST(StatusFile, ReaderNeverSeesPartialJsonDuring1000Rewrites) {
   std::vector<Grant> grants;
   for (int i = 0; i < 200; ++i)
     grants.push_back({"10.0." + std::to_string(i / 256) + "." + std::to_string(i % 256), "user" + std::to_string(i),
-                      "pop3", 1800000000, 1800000000, 1800001800, std::nullopt, 1800});
+                      "pop3", 1800000000, 1800000000, 1800001800, std::nullopt, 1800, "node-a"});
   rg::authdb::write_status_file(file, grants, 1800000000);
   std::atomic<bool> done{false};
   std::atomic<int> reads{0}, bad{0};
