@@ -87,6 +87,10 @@ class Store {
   // relaygatectl db copy: a user exactly as stored elsewhere (hash, secret, created_at kept);
   // false when the name exists.
   virtual bool import_user(const User& user, const UserAuth& auth) = 0;
+  // relaygatectl db copy --force: an existing user made exactly what import_user would have
+  // made of these values (hash, secret, enabled, created_at); disabling drops the user's grants
+  // as set_enabled does. False when no such user exists.
+  virtual bool replace_user(const User& user, const UserAuth& auth) = 0;
 
   // Grants: create or refresh ip's grant to now + ttl, recording this Store's node (false: no
   // such enabled user; std::invalid_argument if ip is not an address); the live grant of ip;

@@ -52,6 +52,7 @@ struct FakeStore : Store {
   bool set_enabled(const std::string&, bool, int64_t) override { return false; }
   std::vector<rg::authdb::User> list_users() override { return {}; }
   bool import_user(const rg::authdb::User&, const rg::authdb::UserAuth&) override { return false; }
+  bool replace_user(const rg::authdb::User&, const rg::authdb::UserAuth&) override { return false; }
   bool revoke(const std::string&) override { return false; }
   int revoke_user(const std::string&) override { return 0; }
   bool import_grant(const rg::authdb::Grant&) override { return false; }

@@ -151,6 +151,35 @@ TEST_F(AuthDbTest, FailureCountersEscalateAndExpire) {
   EXPECT_EQ(db.failure_count("192.0.2.1", T0 + 2), 0);
 }
 
+// db copy's writes: import keeps every stored value and never overwrites; replace overwrites an
+// existing user exactly and, when it disables, drops the user's grants like set_enabled.
+TEST_F(AuthDbTest, ImportAndReplaceUserKeepStoredValues) {
+  using rg::authdb::User;
+  using rg::authdb::UserAuth;
+  const User bob{"bob", false, true, T0 - 500};
+  const UserAuth bob_auth{"bob", false, "$y$bobhash", "bobsecret"};
+  ASSERT_TRUE(db.import_user(bob, bob_auth));
+  EXPECT_FALSE(db.import_user(bob, {"bob", true, "$y$other", std::nullopt}));  // exists: untouched
+  auto got = db.find_user("bob");
+  ASSERT_TRUE(got);
+  EXPECT_FALSE(got->enabled);
+  EXPECT_EQ(got->password_hash, "$y$bobhash");
+  EXPECT_EQ(got->legacy_secret, "bobsecret");
+  EXPECT_EQ(db.list_users().at(0).created_at, T0);        // alice
+  EXPECT_EQ(db.list_users().at(1).created_at, T0 - 500);  // bob
+
+  ASSERT_TRUE(db.grant("192.0.2.1", "alice", "pop3", TTL, T0));
+  EXPECT_FALSE(db.replace_user({"carol", true, false, T0}, {"carol", true, "$y$c", std::nullopt}));
+  ASSERT_TRUE(db.replace_user({"alice", true, false, T0 - 900}, {"alice", true, "$y$new", std::nullopt}));
+  EXPECT_EQ(db.find_user("alice")->password_hash, "$y$new");
+  EXPECT_EQ(db.list_users().at(0).created_at, T0 - 900);
+  EXPECT_EQ(db.list(T0).size(), 1u);  // enabled: the grant stays
+  ASSERT_TRUE(db.replace_user({"alice", false, false, T0 - 900}, {"alice", false, "$y$new", std::nullopt}));
+  EXPECT_TRUE(db.list(T0).empty());
+  ASSERT_TRUE(db.replace_user({"alice", true, false, T0 - 900}, {"alice", true, "$y$new", std::nullopt}));
+  EXPECT_TRUE(db.list(T0).empty());  // dropped, not merely hidden while disabled
+}
+
 // Two processes write grants into one file while the parent reads: nothing lost, no error.
 TEST(AuthDbConcurrency, TwoProcessesWriteAtOnce) {
   TempDir dir;
