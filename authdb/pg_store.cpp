@@ -137,7 +137,7 @@ PgStore::PgStore(const std::string& uri, std::chrono::milliseconds limit, std::s
     throw Error("database " + name_ + ": not a valid PostgreSQL connection URI: " + why);
   }
   PQconninfoFree(opts);
-  connect();
+  connect(Clock::now() + limit_);
 }
 
 PgStore::~PgStore() = default;
@@ -181,8 +181,7 @@ void PgStore::wait(const char* what, short events, Clock::time_point deadline) {
   }
 }
 
-void PgStore::connect() {
-  const auto deadline = Clock::now() + limit_;
+void PgStore::connect(Clock::time_point deadline) {
   // The URI as libpq's "dbname" with expand_dbname: every URI parameter (several hosts,
   // target_session_attrs, passfile, sslmode) is libpq's, which tries the hosts in turn inside
   // PQconnectPoll; one deadline covers them all (connect_timeout is ignored by this API).
@@ -201,17 +200,26 @@ void PgStore::connect() {
     st = PQconnectPoll(conn_.get());
   }
   if (PQsetnonblocking(conn_.get(), 1) != 0) drop("connect", one_line(PQerrorMessage(conn_.get())));
-  // The server gives up on a statement when we do, whatever holds it (a lock, a slow disk).
-  query("set statement_timeout",
-        "SELECT set_config('statement_timeout', $1, false), "
-        "set_config('client_connection_check_interval', $2, false)",
-        {str(limit_.count()), str(kConnectionCheckMs)});
-  migrate();
+  connecting_until_ = deadline;
+  try {
+    // The server gives up on a statement when we do, whatever holds it (a lock, a slow disk).
+    query("set statement_timeout",
+          "SELECT set_config('statement_timeout', $1, false), "
+          "set_config('client_connection_check_interval', $2, false)",
+          {str(limit_.count()), str(kConnectionCheckMs)});
+    migrate();
+  } catch (...) {
+    connecting_until_.reset();
+    throw;
+  }
+  connecting_until_.reset();
 }
 
 PgStore::Result PgStore::query(const char* what, const char* sql, const Params& params) {
-  if (!conn_) connect();
-  const auto deadline = Clock::now() + limit_;
+  // A call that has to reconnect first shares one deadline between the connect and the
+  // statement: no call holds a database thread much longer than the limit.
+  const auto deadline = connecting_until_ ? *connecting_until_ : Clock::now() + limit_;
+  if (!conn_) connect(deadline);
   std::vector<const char*> values;
   values.reserve(params.size());
   for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
@@ -222,7 +230,7 @@ PgStore::Result PgStore::query(const char* what, const char* sql, const Params& 
 }
 
 PgStore::Result PgStore::script(const char* what, const char* sql) {
-  const auto deadline = Clock::now() + limit_;
+  const auto deadline = connecting_until_ ? *connecting_until_ : Clock::now() + limit_;
   if (PQsendQuery(conn_.get(), sql) == 0) drop(what, one_line(PQerrorMessage(conn_.get())));
   return finish(what, deadline);
 }

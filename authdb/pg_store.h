@@ -84,7 +84,8 @@ class PgStore : public Store {
   using Clock = std::chrono::steady_clock;
   using Params = std::vector<std::optional<std::string>>;  // text format; nullopt is NULL
 
-  void connect();
+  // Connects and migrates within `deadline` (which every statement of it shares).
+  void connect(Clock::time_point deadline);
   // Sends one statement and waits for its result within the limit. `sql` with no parameters may
   // hold several statements (migrations only).
   Result query(const char* what, const char* sql, const Params& params = {});
@@ -101,7 +102,8 @@ class PgStore : public Store {
   std::string name_;
   std::chrono::milliseconds limit_;
   std::string node_;
-  std::unique_ptr<pg_conn, ConnCloser> conn_;  // null after a fault: the next call reconnects
+  std::unique_ptr<pg_conn, ConnCloser> conn_;          // null after a fault: the next call reconnects
+  std::optional<Clock::time_point> connecting_until_;  // while connect() runs its statements
 };
 
 }  // namespace rg::authdb

@@ -585,4 +585,63 @@ TEST_F(PgStoreTest, ReconnectAfterRestartAndStartWhileDown) {
   EXPECT_TRUE(db.live_grant("192.0.2.1", now()));  // the first Store too, committed data kept
 }
 
+// A role that must log in with a password (scram-sha-256): libpq's passfile holds it, named in
+// the URI (?passfile=) or by PGPASSFILE; without it the connect fails as Unavailable, and no
+// message ever shows the password.
+TEST_F(PgStoreTest, PasswordComesFromThePassfile) {
+  constexpr const char* kPassword = "pw-Zq81-unused-elsewhere";
+  const fs::path hba = fs::path(env("RG_TEST_PG_DATADIR")) / "pg_hba.conf";
+  std::string original;
+  {
+    std::ifstream in(hba);
+    original.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  PgSession admin("postgres");
+  admin.exec("DROP ROLE IF EXISTS rgpass");
+  admin.exec(std::string("CREATE ROLE rgpass LOGIN PASSWORD '") + kPassword + "'");
+  const std::string dbname = pg->name() + "_pw";
+  admin.exec("CREATE DATABASE " + dbname + " OWNER rgpass");
+  std::ofstream(hba, std::ios::trunc) << "local all rgpass scram-sha-256\n" << original;  // first match wins
+  admin.exec("SELECT pg_reload_conf()");
+  std::this_thread::sleep_for(300ms);  // the postmaster rereads pg_hba.conf
+
+  TempDir dir;
+  const fs::path passfile = dir / "pgpass";
+  std::ofstream(passfile) << "*:*:*:rgpass:" << kPassword << "\n";
+  fs::permissions(passfile, fs::perms::owner_read | fs::perms::owner_write);  // libpq ignores a readable one
+  const std::string base = pg_uri(dbname, "rgpass");
+  std::string without;
+  try {
+    PgStore s(base + "&passfile=" + (dir / "missing").string(), kLimit, kNode);
+  } catch (const rg::authdb::Unavailable& e) {
+    without = e.what();
+  }
+  std::string with_uri, with_env;
+  try {
+    PgStore s(base + "&passfile=" + passfile.string(), kLimit, kNode);
+    with_uri = s.add_user("alice", "$y$x", std::nullopt, now()) ? "added" : "not added";
+    EXPECT_EQ(s.name().find(kPassword), std::string::npos);
+  } catch (const rg::authdb::Error& e) {
+    with_uri = e.what();
+  }
+  ::setenv("PGPASSFILE", passfile.c_str(), 1);
+  try {
+    PgStore s(base, kLimit, kNode);
+    with_env = s.find_user("alice") ? "found" : "not found";
+  } catch (const rg::authdb::Error& e) {
+    with_env = e.what();
+  }
+  ::unsetenv("PGPASSFILE");
+  std::ofstream(hba, std::ios::trunc) << original;
+  admin.exec("SELECT pg_reload_conf()");
+  admin.exec("DROP DATABASE " + dbname + " WITH (FORCE)");
+  admin.exec("DROP ROLE rgpass");
+
+  EXPECT_NE(without.find("password"), std::string::npos) << without;
+  EXPECT_NE(without.find(dbname), std::string::npos) << without;
+  EXPECT_EQ(without.find(kPassword), std::string::npos) << without;
+  EXPECT_EQ(with_uri, "added");
+  EXPECT_EQ(with_env, "found");
+}
+
 }  // namespace
