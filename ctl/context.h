@@ -32,6 +32,9 @@ constexpr const char* kDefaultConfigFile = "/etc/relaygate/relaygate.json";
 constexpr const char* kDefaultConfigEnv = "RELAYGATE_CONFIG";
 // A database folder relaygatectl creates (it holds the database and its -wal/-shm files).
 constexpr unsigned kDatabaseDirMode = 0750;
+// A SQLite database file relaygatectl creates before SQLite opens it (config "database", or the
+// target of db copy): SQLite gives its -wal and -shm files the same mode and owner.
+constexpr unsigned kDatabaseFileMode = 0640;
 
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;

@@ -193,7 +193,7 @@ int db_copy(Context& c, const Opts& o) {
     std::error_code ec;
     if (!config::is_postgres_uri(target) && !fs::exists(target, ec) &&
         fs::is_directory(fs::path(target).parent_path(), ec))
-      fsutil::create_file_owned(target, c.owner, 0640);
+      fsutil::create_file_owned(target, c.owner, kDatabaseFileMode);
     dst_store = authdb::open_store(target, c.cfg.hostname, authdb::OpenMode::Create);
   } catch (const authdb::Error& e) {
     throw Failure(e.what());
