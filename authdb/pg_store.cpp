@@ -405,6 +405,18 @@ bool PgStore::import_user(const User& user, const UserAuth& auth) {
   return one_row_changed(r.get());
 }
 
+bool PgStore::replace_user(const User& user, const UserAuth& auth) {
+  // One statement, as set_enabled: the user's new values and (when disabled) the removal of its
+  // grants commit together.
+  Result r = query("replace user",
+                   "WITH u AS (UPDATE users SET enabled=$1, password_hash=$2, legacy_secret=$3, created_at=$4, "
+                   "updated_at=$4 WHERE lower(name)=lower($5) RETURNING id), "
+                   "d AS (DELETE FROM grants WHERE NOT $1::boolean AND user_id IN (SELECT id FROM u)) "
+                   "SELECT count(*) FROM u",
+                   {pg_bool(auth.enabled), auth.password_hash, auth.legacy_secret, str(user.created_at), user.name});
+  return i64(r.get(), 0, 0) == 1;
+}
+
 std::vector<User> PgStore::list_users() {
   // Ordered as SQLite's NOCASE column orders them, whatever the database's collation.
   Result r = query("list users",

@@ -55,6 +55,7 @@ class PgStore : public Store {
   bool set_enabled(const std::string& name, bool enabled, int64_t now) override;
   std::vector<User> list_users() override;
   bool import_user(const User& user, const UserAuth& auth) override;
+  bool replace_user(const User& user, const UserAuth& auth) override;
 
   bool grant(const std::string& ip, const std::string& user, const std::string& method, int64_t ttl,
              int64_t now) override;

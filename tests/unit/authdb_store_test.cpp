@@ -337,6 +337,31 @@ TEST_P(StoreContract, ImportKeepsWhatWasStoredElsewhere) {
                std::invalid_argument);
 }
 
+// db copy --force: replace overwrites an existing user exactly (hash, secret, enabled,
+// created_at) and, when it disables, drops the user's grants like set_enabled.
+TEST_P(StoreContract, ReplaceUserOverwritesExactlyAndDisablingDropsGrants) {
+  using rg::authdb::User;
+  using rg::authdb::UserAuth;
+  const int64_t t = now();
+  ASSERT_TRUE(db->grant("192.0.2.9", "alice", "pop3", TTL, t));
+  EXPECT_FALSE(db->replace_user(User{"carol", true, false, t}, UserAuth{"carol", true, "$y$c", std::nullopt}));
+  EXPECT_FALSE(db->find_user("carol"));
+  ASSERT_TRUE(db->replace_user(User{"ALICE", true, true, 1'600'000'000}, UserAuth{"alice", true, "$y$new", "sec"}));
+  auto got = db->find_user("alice");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->password_hash, "$y$new");
+  EXPECT_EQ(got->legacy_secret, "sec");
+  EXPECT_EQ(db->list_users().at(0).created_at, 1'600'000'000);
+  EXPECT_EQ(db->list(now()).size(), 1u);  // still enabled: the grant stays
+  ASSERT_TRUE(
+      db->replace_user(User{"alice", false, false, 1'600'000'000}, UserAuth{"alice", false, "$y$new", std::nullopt}));
+  EXPECT_FALSE(db->find_user("alice")->legacy_secret);
+  EXPECT_TRUE(db->list(now()).empty());
+  ASSERT_TRUE(
+      db->replace_user(User{"alice", true, false, 1'600'000'000}, UserAuth{"alice", true, "$y$new", std::nullopt}));
+  EXPECT_FALSE(db->live_grant("192.0.2.9", now()));  // dropped, not merely hidden while disabled
+}
+
 TEST_P(StoreContract, FailureCountersCountAcrossConnectionsAndClear) {
   EXPECT_EQ(db->failure_count("192.0.2.0/24", now()), 0);
   auto other = open();  // pop3d and smtpd, or two nodes: one counter
