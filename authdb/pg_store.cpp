@@ -203,9 +203,11 @@ void PgStore::connect(Clock::time_point deadline) {
   connecting_until_ = deadline;
   try {
     // The server gives up on a statement when we do, whatever holds it (a lock, a slow disk).
+    // (The connection check only where the server has it: PostgreSQL 14 and later.)
     query("set statement_timeout",
           "SELECT set_config('statement_timeout', $1, false), "
-          "set_config('client_connection_check_interval', $2, false)",
+          "(SELECT set_config(name, $2, false) FROM pg_catalog.pg_settings "
+          "WHERE name = 'client_connection_check_interval')",
           {str(limit_.count()), str(kConnectionCheckMs)});
     migrate();
   } catch (...) {
