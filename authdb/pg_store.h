@@ -90,6 +90,8 @@ class PgStore : public Store {
   // hold several statements (migrations only).
   Result query(const char* what, const char* sql, const Params& params = {});
   Result finish(const char* what, Clock::time_point deadline);
+  bool closed_by_server();  // the idle connection was closed by the server since the last call
+  static void count_notice(void* counter, const pg_result* notice);
   void wait(const char* what, short events, Clock::time_point deadline);
   Result script(const char* what, const char* sql);
   void rollback();
@@ -104,6 +106,7 @@ class PgStore : public Store {
   std::string node_;
   std::unique_ptr<pg_conn, ConnCloser> conn_;          // null after a fault: the next call reconnects
   std::optional<Clock::time_point> connecting_until_;  // while connect() runs its statements
+  uint64_t notices_ = 0;                               // notices and warnings the server sent
 };
 
 }  // namespace rg::authdb

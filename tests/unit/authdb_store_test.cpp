@@ -2,8 +2,9 @@
 // PostgreSQL (value-parameterized, "sqlite" / "postgresql"), on the real clock, since PostgreSQL
 // ignores the caller's `now` (tests that need a fake clock are SQLite's, in authdb_test.cpp).
 // PgStore tests: schema migration and refusal, two nodes migrating at once, the time limit on a
-// stalled server (a held lock, a stopped postmaster), reconnect after a restart, two hosts with
-// the first down, start while the server is down, and the passfile.
+// stalled server (a held lock, a stopped postmaster), reconnect after a restart (and none
+// failing when it happened between calls), two hosts with the first down, start while the
+// server is down, the callers' clocks ignored, and the passfile.
 // PostgreSQL comes from tests/pgtest.py (RG_TEST_PG_URI and friends); without it those tests
 // skip, and CTest runs them under pgtest (authdb_store.cmake). Each test gets its own database.
 #include <gtest/gtest.h>
@@ -583,6 +584,69 @@ TEST_F(PgStoreTest, ReconnectAfterRestartAndStartWhileDown) {
   ASSERT_TRUE(pg_start());
   EXPECT_EQ(run(), "granted");
   EXPECT_TRUE(db.live_grant("192.0.2.1", now()));  // the first Store too, committed data kept
+}
+
+// A server restarted between two calls (pg_ctl restart, or a failover that closed our idle
+// connection): the next call finds the connection closed and reconnects before sending, so no
+// request fails although the server is up again.
+TEST_F(PgStoreTest, RestartBetweenCallsFailsNoCall) {
+  PgStore db(pg->uri(), kLimit, kNode);
+  ASSERT_TRUE(db.add_user("alice", "$y$x", std::nullopt, now()));
+  for (const char* mode : {"fast", "immediate"}) {
+    ASSERT_TRUE(pg_ctl(std::string("-m ") + mode + " stop") == 0) << mode;
+    ASSERT_TRUE(pg_start()) << mode;
+    std::optional<rg::authdb::UserAuth> u;
+    EXPECT_NO_THROW(u = db.find_user("alice")) << mode;
+    EXPECT_TRUE(u) << mode;
+  }
+  // The same for a connection the server ended on its own (an administrator, an idle timeout).
+  PgSession(pg->name())
+      .exec(
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+          "WHERE datname = current_database() AND pid <> pg_backend_pid()");
+  std::this_thread::sleep_for(100ms);
+  EXPECT_NO_THROW(EXPECT_TRUE(db.grant("192.0.2.1", "alice", "pop3", TTL, now())));
+}
+
+// Several connections (nodes) write at once: nothing lost, every failure counted once.
+TEST_P(StoreContract, ConnectionsWritingAtOnceLoseNothing) {
+  constexpr int kWriters = 3, kEach = 100;
+  std::vector<std::string> errors(kWriters);
+  std::vector<std::thread> writers;
+  for (int w = 0; w < kWriters; ++w)
+    writers.emplace_back([&, w] {
+      try {
+        auto s = open();
+        for (int i = 0; i < kEach; ++i) {
+          if (!s->grant("10." + std::to_string(w) + ".0." + std::to_string(i), "alice", "pop3", TTL, now()))
+            throw std::runtime_error("grant refused");
+          s->record_failure("shared", now());
+        }
+      } catch (const std::exception& e) {
+        errors[static_cast<size_t>(w)] = e.what();
+      }
+    });
+  for (auto& t : writers) t.join();
+  for (const auto& e : errors) EXPECT_EQ(e, "");
+  EXPECT_EQ(db->list(now()).size(), size_t{kWriters * kEach});
+  EXPECT_EQ(db->failure_count("shared", now()), kWriters * kEach);
+}
+
+// One clock for the cluster: PostgreSQL ignores the callers' `now`, so nodes whose clocks are an
+// hour apart (or wildly wrong) agree on the grant and the failed logins.
+TEST_F(PgStoreTest, CallersClocksAreIgnored) {
+  PgStore ahead(pg->uri(), kLimit, "node-a"), behind(pg->uri(), kLimit, "node-b");
+  ASSERT_TRUE(ahead.add_user("alice", "$y$x", std::nullopt, 0));
+  ASSERT_TRUE(ahead.grant("192.0.2.1", "alice", "pop3", TTL, now() + 3600));
+  auto g = behind.live_grant("192.0.2.1", now() - 3600);
+  ASSERT_TRUE(g);
+  EXPECT_LE(std::abs(g->granted_at - now()), 2);
+  EXPECT_TRUE(ahead.live_grant("192.0.2.1", now() + 86400));
+  EXPECT_EQ(behind.purge_expired(now() + 86400), 0);
+  ahead.record_failure("192.0.2.0/24", 0);
+  behind.record_failure("192.0.2.0/24", now() + 100000);
+  EXPECT_EQ(ahead.failure_count("192.0.2.0/24", now() - 100000), 2);
+  EXPECT_LE(std::abs(behind.list_users()[0].created_at - now()), 2);  // add_user was given 0
 }
 
 // A role that must log in with a password (scram-sha-256): libpq's passfile holds it, named in
