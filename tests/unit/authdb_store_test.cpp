@@ -10,7 +10,9 @@
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -19,6 +21,7 @@
 #include <boost/asio/use_future.hpp>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -504,6 +507,48 @@ TEST_F(PgStoreTest, TimeoutOnALockedTableFreesTheThreadAndCancels) {
   EXPECT_TRUE(db.live_grant("192.0.2.1", now()));
 }
 
+// The same through authdb::Client, as a daemon sees it: the waiter gets its timeout, the write
+// thread is free again at the Store's deadline (the next write is run, not skipped behind it),
+// reads go on meanwhile, and once the lock is gone the next write commits.
+TEST_F(PgStoreTest, ClientTimeoutOnALockedTableThenRecovers) {
+  constexpr auto kShort = 500ms;
+  { PgStore(pg->uri(), kShort, kNode).add_user("alice", "$y$x", std::nullopt, now()); }
+  const std::string uri = pg->uri();
+  rg::authdb::Client client([uri, kShort] { return std::make_unique<PgStore>(uri, kShort, kNode); }, uri, kShort, 1, 1);
+  asio::io_context io;
+  auto ask = [&](rg::authdb::Lane lane, auto job) {
+    auto body = [&client, lane, job]() -> asio::awaitable<std::string> {
+      try {
+        co_return co_await client.run(lane, "job", job);
+      } catch (const rg::authdb::Error& e) {
+        co_return std::string("error: ") + e.what();
+      }
+    };
+    auto f = asio::co_spawn(io, body(), asio::use_future);
+    io.restart();
+    io.run();
+    return f.get();
+  };
+  auto write = [](Store& s) -> std::string {
+    return s.grant("192.0.2.1", "alice", "pop3", TTL, 0) ? "granted" : "refused";
+  };
+  auto read = [](Store& s) -> std::string { return s.find_user("alice") ? "found" : "absent"; };
+  PgSession locker(pg->name());
+  locker.exec("BEGIN");
+  locker.exec("LOCK TABLE grants IN ACCESS EXCLUSIVE MODE");
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string first = ask(rg::authdb::Lane::Write, write);
+  EXPECT_NE(first.find("timeout"), std::string::npos) << first;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, kShort + 400ms);
+  EXPECT_EQ(ask(rg::authdb::Lane::Read, read), "found");
+  std::this_thread::sleep_for(200ms);  // the write thread is past its deadline
+  locker.exec("COMMIT");
+  EXPECT_EQ(ask(rg::authdb::Lane::Write, write), "granted");
+  EXPECT_EQ(client.skipped(), 0u);
+  EXPECT_EQ(ask(rg::authdb::Lane::Read, [](Store& s) -> std::string { return s.live_grant("192.0.2.1", 0)->node; }),
+            kNode);
+}
+
 // The server accepts the connection in the kernel but never answers (postmaster stopped): the
 // connect gives up at the deadline.
 TEST_F(PgStoreTest, ConnectTimesOutOnAStalledServer) {
@@ -547,6 +592,28 @@ TEST_F(PgStoreTest, TwoHostsWithTheFirstDown) {
   const std::string e =
       error_of("postgresql://relaygate@/" + pg->name() + "?host=" + nobody_home.path().string() + "&port=" + port);
   EXPECT_NE(e.find(nobody_home.path().string()), std::string::npos) << e;
+
+  // A first host that accepts but never answers: one deadline covers all the hosts, so the
+  // connect gives up at the limit rather than waiting on each in turn.
+  TempDir stalled;
+  const int listener = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::string path = (stalled / (".s.PGSQL." + port)).string();
+  ASSERT_LT(path.size(), sizeof addr.sun_path);
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener, 8), 0);
+  constexpr auto kShort = 400ms;
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string late =
+      error_of("postgresql://relaygate@/" + pg->name() + "?host=" + stalled.path().string() + "," +
+                   env("RG_TEST_PG_SOCKDIR") + "&port=" + port + "," + port + "&target_session_attrs=read-write",
+               kShort);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, kShort + 300ms);
+  ::close(listener);
+  EXPECT_NE(late.find("timeout"), std::string::npos) << late;
 }
 
 // The server stops (-m immediate) and starts again: the Store that saw the fault reconnects at
