@@ -28,6 +28,15 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A database server that could not be reached or did not answer in time: a network backend's
+// fault that passes when the server is back (PostgreSQL; never SQLite, whose missing or
+// unreadable file is the administrator's to fix). authdb::Client tolerates it when a daemon
+// starts (client.h), and sessions answer a temporary failure until the server is back.
+class Unavailable : public Error {
+ public:
+  using Error::Error;
+};
+
 struct User {
   std::string name;  // canonical (lower case)
   bool enabled = true;
