@@ -291,6 +291,14 @@ class DbPostgres(unittest.TestCase):
         self.assertTrue(0 < j["latency_ms"]["min"] <= j["latency_ms"]["median"] < 1000, j["latency_ms"])
         self.assertRegex(dst.ctl("db", "status").stdout, r"(?m)^backend +postgresql\n(.*\n)*latency +min \d+\.\d{3} ms")
 
+        # And back: PostgreSQL -> a new SQLite file holds exactly what the original file holds.
+        back = os.path.join(dst.dir, "back.db")
+        self.assertEqual(summary(dst.ctl("db", "copy", "--to", back).stdout), (3, 0, 0, 2, 0, 0))
+        src_db = self.src.path("database")
+        for sql in ("SELECT %s FROM users ORDER BY name" % USER_COLUMNS,
+                    "SELECT %s, u.name FROM grants g JOIN users u ON u.id = g.user_id ORDER BY ip" % GRANT_COLUMNS):
+            self.assertEqual(sqlite_rows(back, sql), sqlite_rows(src_db, sql), sql)
+
         dst.start("pop3d")
         self.assertTrue(pop3_login(dst, "alice", PW["alice"]).startswith(b"+OK"))
         self.assertTrue(pop3_login(dst, "bob", PW["bob"]).startswith(b"+OK"))
