@@ -400,6 +400,23 @@ bool AuthDb::import_user(const User& user, const UserAuth& auth) {
   });
 }
 
+bool AuthDb::replace_user(const User& user, const UserAuth& auth) {
+  return with_retry("replace user", [&] {
+    exec("BEGIN IMMEDIATE", "begin");
+    Stmt s(*this,
+           "UPDATE users SET enabled=?, password_hash=?, legacy_secret=?, created_at=?, updated_at=? WHERE name=?");
+    s.bind(1, int64_t{auth.enabled}).bind(2, auth.password_hash).bind(3, auth.legacy_secret);
+    s.bind(4, user.created_at).bind(5, user.created_at).bind(6, user.name).run();
+    bool found = s.changes() == 1;
+    if (found && !auth.enabled) {
+      Stmt r(*this, "DELETE FROM grants WHERE user_id=(SELECT id FROM users WHERE name=?)");
+      r.bind(1, user.name).run();
+    }
+    exec("COMMIT", "commit");
+    return found;
+  });
+}
+
 std::vector<User> AuthDb::list_users() {
   return with_retry("list users", [&] {
     std::vector<User> out;

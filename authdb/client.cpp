@@ -3,12 +3,25 @@
 
 #include <boost/asio/post.hpp>
 
+#include "shared/log.h"
+
 namespace rg::authdb {
 
 Client::Client(StoreFactory factory, std::string name, std::chrono::milliseconds limit, size_t read_threads,
                size_t write_threads)
     : factory_(std::move(factory)), name_(std::move(name)), limit_(limit) {
-  std::unique_ptr<Store> first = factory_();  // throws Error: the daemon does not start
+  std::unique_ptr<Store> first;
+  try {
+    first = factory_();  // throws Error: the daemon does not start
+  } catch (const Unavailable& e) {
+    // A database server that is down (PostgreSQL) is not a configuration error: the daemon runs
+    // and answers a temporary failure, and the first job after the server is back connects.
+    log::warn()
+        .kv("event", "database-unavailable")
+        .kv("database", name_)
+        .kv("reason", e.what())
+        .kv("action", "starting anyway; sessions get a temporary failure until it answers");
+  }
   for (size_t i = 0; i < write_threads; ++i)
     threads_.emplace_back(&Client::worker, this, std::ref(write_q_), i == 0 ? std::move(first) : nullptr);
   for (size_t i = 0; i < read_threads; ++i) threads_.emplace_back(&Client::worker, this, std::ref(read_q_), nullptr);

@@ -52,8 +52,10 @@ class Client {
   static constexpr size_t kWriteThreads = 1;  // one writer at a time anyway (SQLite)
 
   // `name` names the database in messages. The first Store is made here, on the caller's thread,
-  // so a database that cannot be opened stops the daemon at start as before; it becomes the
-  // write lane's connection. The others are made on their threads, at their first job.
+  // so a database that cannot be opened (Error) stops the daemon at start as before; it becomes
+  // the write lane's connection. The others are made on their threads, at their first job. A
+  // server that cannot be reached (Unavailable, PostgreSQL) is logged as a warning instead and
+  // the daemon runs: every job fails with that error until a thread's next open succeeds.
   Client(StoreFactory factory, std::string name, std::chrono::milliseconds limit, size_t read_threads = kReadThreads,
          size_t write_threads = kWriteThreads);
   ~Client();  // stops the threads after their current job; queued jobs are dropped

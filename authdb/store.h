@@ -28,6 +28,15 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A database server that could not be reached or did not answer in time: a network backend's
+// fault that passes when the server is back (PostgreSQL; never SQLite, whose missing or
+// unreadable file is the administrator's to fix). authdb::Client tolerates it when a daemon
+// starts (client.h), and sessions answer a temporary failure until the server is back.
+class Unavailable : public Error {
+ public:
+  using Error::Error;
+};
+
 struct User {
   std::string name;  // canonical (lower case)
   bool enabled = true;
@@ -87,6 +96,10 @@ class Store {
   // relaygatectl db copy: a user exactly as stored elsewhere (hash, secret, created_at kept);
   // false when the name exists.
   virtual bool import_user(const User& user, const UserAuth& auth) = 0;
+  // relaygatectl db copy --force: an existing user made exactly what import_user would have
+  // made of these values (hash, secret, enabled, created_at); disabling drops the user's grants
+  // as set_enabled does. False when no such user exists.
+  virtual bool replace_user(const User& user, const UserAuth& auth) = 0;
 
   // Grants: create or refresh ip's grant to now + ttl, recording this Store's node (false: no
   // such enabled user; std::invalid_argument if ip is not an address); the live grant of ip;

@@ -51,7 +51,8 @@ void Context::prepare_database() {
   if (fs::exists(cfg.database, ec)) return;
   if (defaults_note.empty() && cfg.database.has_parent_path())
     fsutil::create_directories_owned(cfg.database.parent_path(), owner, kDatabaseDirMode);
-  if (owner && fs::is_directory(cfg.database.parent_path(), ec)) fsutil::create_file_owned(cfg.database, owner, 0640);
+  if (owner && fs::is_directory(cfg.database.parent_path(), ec))
+    fsutil::create_file_owned(cfg.database, owner, kDatabaseFileMode);
 }
 
 spool::Spool Context::spool() const {

@@ -32,6 +32,9 @@ constexpr const char* kDefaultConfigFile = "/etc/relaygate/relaygate.json";
 constexpr const char* kDefaultConfigEnv = "RELAYGATE_CONFIG";
 // A database folder relaygatectl creates (it holds the database and its -wal/-shm files).
 constexpr unsigned kDatabaseDirMode = 0750;
+// A SQLite database file relaygatectl creates before SQLite opens it (config "database", or the
+// target of db copy): SQLite gives its -wal and -shm files the same mode and owner.
+constexpr unsigned kDatabaseFileMode = 0640;
 
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -53,6 +56,8 @@ struct Opts {
   bool password_stdin = false;
   bool hash_stdin = false;
   bool write = false;  // status --write
+  std::string to;      // --to URI|PATH (db copy)
+  bool force = false;  // --force (db copy)
 };
 
 inline int64_t now() { return static_cast<int64_t>(std::time(nullptr)); }
@@ -99,7 +104,7 @@ std::string read_line_stdin();
 std::string read_tty_secret(const char* prompt);
 std::string read_new_password(const Opts& o);  // asks twice on a terminal; checks the rules
 
-// The commands (user_cmds.cpp, grant_cmds.cpp, queue_cmds.cpp, main.cpp).
+// The commands (user_cmds.cpp, grant_cmds.cpp, db_cmds.cpp, queue_cmds.cpp, main.cpp).
 int user_add(Context& c, const Opts& o);
 int user_passwd(Context& c, const Opts& o);
 int user_del(Context& c, const Opts& o);
@@ -111,6 +116,8 @@ int grant_revoke(Context& c, const Opts& o);
 int grant_purge(Context& c, const Opts& o);
 int status(Context& c, const Opts& o);
 int sasl_plain(Context& c, const Opts& o);
+int db_status(Context& c, const Opts& o);
+int db_copy(Context& c, const Opts& o);
 int queue_list(Context& c, const Opts& o);
 int queue_show(Context& c, const Opts& o);
 int queue_flush(Context& c, const Opts& o);

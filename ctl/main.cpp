@@ -1,10 +1,11 @@
-// relaygatectl: the administrator's CLI over authdb — users, grants, status file, config check —
-// and over the outbound queue (list, show, flush, delete, hold, release).
+// relaygatectl: the administrator's CLI over authdb — users, grants, status file, the database
+// itself (db status, db copy), config check — and over the outbound queue (list, show, flush,
+// delete, hold, release).
 // Exit codes: 0 ok, 1 operational error (named on stderr), 2 usage error. Every command that
 // changes grants rewrites the status file. Passwords come from the TTY (no echo) or stdin.
 // Run as root, whatever it creates (database, folders, status file) belongs to run_as.user.
 // The command table (CLI11), the usage messages, config check and main(); the commands live in
-// user_cmds.cpp, grant_cmds.cpp and queue_cmds.cpp, what they share in context.h.
+// user_cmds.cpp, grant_cmds.cpp, db_cmds.cpp and queue_cmds.cpp, what they share in context.h.
 #include <iostream>
 #include <map>
 #include <string>
@@ -108,6 +109,15 @@ const std::vector<Command>& commands() {
        bind_id},
       {"queue", "release", "release a held message and try it now",
        [](Context& c, const Opts& o) { return queue_hold(c, o, false); }, bind_id},
+      {"db", "status", "show the backend, schema version, reachability, latency and counts", db_status, bind_json},
+      {"db", "copy", "copy the users and live grants into another database (SQLite or PostgreSQL)", db_copy,
+       [](CLI::App& a, Opts& o) {
+         a.add_option("--to", o.to, "the target: a SQLite file or a postgresql:// URI")
+             ->required()
+             ->type_name("URI|PATH");
+         a.add_flag("--force", o.force,
+                    "copy into a target holding other or differing rows: the source's replace differing ones");
+       }},
       {"config", "check", "validate the config file", config_check, [](CLI::App&, Opts&) {}},
   };
   return table;
@@ -118,6 +128,7 @@ const std::vector<std::pair<const char*, const char*>> kGroups = {
     {"user", "manage users and their passwords"},
     {"grant", "POP-before-SMTP relay grants"},
     {"queue", "the outbound queue (mail waiting for the smarthost)"},
+    {"db", "the user and grant database: status, copy to another (SQLite or PostgreSQL)"},
     {"config", "the config file"},
 };
 

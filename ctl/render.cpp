@@ -14,13 +14,13 @@ nlohmann::ordered_json grants_json(const std::vector<authdb::Grant>& grants) {
 }
 
 void print_grant_table(const std::vector<authdb::Grant>& grants, int64_t t) {
-  std::printf("%-39s %-20s %-9s %-20s %-20s %-9s %s\n", "IP", "USER", "METHOD", "GRANTED", "EXPIRES", "LEFT",
-              "LAST USED");
+  std::printf("%-39s %-20s %-9s %-20s %-20s %-9s %-20s %s\n", "IP", "USER", "METHOD", "GRANTED", "EXPIRES", "LEFT",
+              "LAST USED", "NODE");
   for (auto& g : grants)
-    std::printf("%-39s %-20s %-9s %-20s %-20s %-9s %s\n", g.ip.c_str(), g.user.c_str(), g.method.c_str(),
+    std::printf("%-39s %-20s %-9s %-20s %-20s %-9s %-20s %s\n", g.ip.c_str(), g.user.c_str(), g.method.c_str(),
                 authdb::iso8601(g.granted_at).c_str(), authdb::iso8601(g.expires_at).c_str(),
                 (std::to_string(g.expires_at - t) + "s").c_str(),
-                g.last_used_at ? authdb::iso8601(*g.last_used_at).c_str() : "-");
+                g.last_used_at ? authdb::iso8601(*g.last_used_at).c_str() : "-", g.node.empty() ? "-" : g.node.c_str());
   if (grants.empty()) std::printf("(no live grants)\n");
 }
 

@@ -14,7 +14,7 @@ As a CTest wrapper:
     python3 tests/pgtest.py [--database NAME] -- CMD ARGS...
 
 starts one, creates the database, runs CMD with RG_TEST_PG_URI (and RG_TEST_PG_SOCKDIR,
-RG_TEST_PG_PORT) set, stops the server whatever happens and exits with CMD's code.
+RG_TEST_PG_PORT, RG_TEST_PG_DATADIR, RG_TEST_PG_BIN, RG_TEST_PG_LOG) set, stops the server whatever happens and exits with CMD's code.
 
 The server listens on a unix socket only (listen_addresses=''), in a private temp folder under
 /tmp (RG_KEEP_TMP=1 keeps it), with fsync off: the data is thrown away (a
@@ -319,7 +319,9 @@ def main(argv):
         pg.start()
         uri = pg.create_database(args.database, owner=args.user)
         print(f"pgtest: PostgreSQL up in {time.monotonic() - t0:.1f} s: {uri}", file=sys.stderr)
-        env = dict(os.environ, RG_TEST_PG_URI=uri, RG_TEST_PG_SOCKDIR=pg.sockdir, RG_TEST_PG_PORT=str(pg.port))
+        # The data folder, binaries and log let a test stop and restart the server (pg_ctl).
+        env = dict(os.environ, RG_TEST_PG_URI=uri, RG_TEST_PG_SOCKDIR=pg.sockdir, RG_TEST_PG_PORT=str(pg.port),
+                   RG_TEST_PG_DATADIR=pg.datadir, RG_TEST_PG_BIN=pg.bindir, RG_TEST_PG_LOG=pg.logfile)
         child = subprocess.Popen(cmd, env=env)
         return child.wait()
     finally:

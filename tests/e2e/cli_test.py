@@ -282,11 +282,13 @@ class Cli(unittest.TestCase):
         rc, out, err = self.ctl("--version", config=False)
         self.assertEqual(rc, 0, err)
         self.assertRegex(out, r"^relaygatectl \d+\.\d+\.\d+\n$")
-        helps = {(): ["user", "grant", "queue", "config", "status", "sasl-plain", "--config", "--version"],
+        helps = {(): ["user", "grant", "db", "queue", "config", "status", "sasl-plain", "--config", "--version"],
                  ("user",): ["add", "passwd", "del", "list", "enable", "disable"],
                  ("grant",): ["list", "add", "revoke", "purge"],
                  ("queue",): ["list", "show", "flush", "delete", "hold", "release"],
                  ("config",): ["check"],
+                 ("db",): ["status", "copy"],
+                 ("db", "copy"): ["--to", "--force"],
                  ("grant", "add"): ["IP", "--user", "--ttl"]}
         for words, names in helps.items():
             rc, out, err = self.ctl(*words, "--help", config=False)

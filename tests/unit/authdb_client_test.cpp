@@ -1,5 +1,6 @@
 // authdb::Client (issue 11): the time limit, skipping jobs whose waiter gave up, the read lane
-// not queuing behind a blocked write, a failed Store reopened; and the RCPT user cache bounds.
+// not queuing behind a blocked write, a failed Store reopened, a database server down at start
+// (issue 12); and the RCPT user cache bounds.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -52,6 +53,7 @@ struct FakeStore : Store {
   bool set_enabled(const std::string&, bool, int64_t) override { return false; }
   std::vector<rg::authdb::User> list_users() override { return {}; }
   bool import_user(const rg::authdb::User&, const rg::authdb::UserAuth&) override { return false; }
+  bool replace_user(const rg::authdb::User&, const rg::authdb::UserAuth&) override { return false; }
   bool revoke(const std::string&) override { return false; }
   int revoke_user(const std::string&) override { return 0; }
   bool import_grant(const rg::authdb::Grant&) override { return false; }
@@ -136,6 +138,48 @@ TEST_F(ClientTest, ErrorDropsTheStoreAndTheNextJobReopens) {
     co_return out;
   });
   EXPECT_EQ(r, "database fake: broken;c#2");  // the write lane opened a second Store
+}
+
+// A network database down when the daemon starts (issue 12): the Client still comes up, its jobs
+// fail with the database's error, and the first job after the server is back opens a Store. A
+// plain Error at start (a missing SQLite file, a malformed URI) still stops the daemon.
+TEST(ClientStart, UnavailableAtStartIsToleratedAndTheFirstJobAfterReconnects) {
+  std::atomic<bool> server_up{false};
+  std::atomic<int> attempts{0};
+  auto factory = [&]() -> std::unique_ptr<Store> {
+    ++attempts;
+    if (!server_up.load()) throw rg::authdb::Unavailable("database pg://node: connect failed: no such socket");
+    return std::make_unique<FakeStore>(attempts.load());
+  };
+  asio::io_context io;
+  std::unique_ptr<Client> client;
+  ASSERT_NO_THROW(client = std::make_unique<Client>(factory, "pg://node", 200ms, 1, 1));
+  EXPECT_EQ(attempts.load(), 1);
+  auto ask = [&](Lane lane) {
+    auto body = [&client, lane]() -> asio::awaitable<std::string> {
+      auto job = [](Store& s) { return s.find_user("alice")->name; };
+      try {
+        co_return co_await client->run(lane, "look up user", job);
+      } catch (const rg::authdb::Error& e) {
+        co_return std::string("error: ") + e.what();
+      }
+    };
+    auto f = asio::co_spawn(io, body(), asio::use_future);
+    io.restart();
+    io.run();
+    return f.get();
+  };
+  EXPECT_EQ(ask(Lane::Write), "error: database pg://node: connect failed: no such socket");
+  EXPECT_EQ(ask(Lane::Read), "error: database pg://node: connect failed: no such socket");
+  server_up.store(true);
+  EXPECT_EQ(ask(Lane::Write), "alice#4");
+  EXPECT_EQ(ask(Lane::Read), "alice#5");
+  EXPECT_EQ(ask(Lane::Write), "alice#4");  // kept: no reopen while it works
+}
+
+TEST(ClientStart, ErrorAtStartStopsTheDaemon) {
+  auto factory = []() -> std::unique_ptr<Store> { throw rg::authdb::Error("database x.db: does not exist"); };
+  EXPECT_THROW(Client(factory, "x.db", 200ms, 1, 1), rg::authdb::Error);
 }
 
 // The RCPT cache: positive entries only, kTtl, bounded by kEntries (limit and limit + 1).

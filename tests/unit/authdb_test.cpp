@@ -1,5 +1,7 @@
-// authdb: users, grant expiry boundaries, clock skew, canonical IPs, two writer processes,
-// migration, and faulty database files (each error must name the file).
+// authdb (SQLite): grant expiry boundaries and clock skew on a fake clock, two writer processes,
+// migration, and faulty database files (each error must name the file). The Store contract
+// both backends share (users, revocation, canonical IPs, the queue summary) is
+// authdb_store_test.cpp's.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -90,50 +92,6 @@ TEST_F(AuthDbTest, RefreshMovesExpiryAndKeepsGrantTime) {
   EXPECT_FALSE(g->last_used_at);
 }
 
-TEST_F(AuthDbTest, CanonicalIpv6AndMappedIpv4ShareOneKey) {
-  ASSERT_TRUE(db.grant("::ffff:192.0.2.9", "alice", "pop3", TTL, T0));
-  EXPECT_TRUE(db.is_authorized("192.0.2.9", T0));
-  EXPECT_TRUE(db.is_authorized("::FFFF:192.0.2.9", T0));
-  ASSERT_TRUE(db.grant("2001:DB8:0::1", "alice", "pop3", TTL, T0));
-  EXPECT_TRUE(db.is_authorized("2001:db8::1", T0));
-  EXPECT_FALSE(db.is_authorized("2001:db8::2", T0));
-  auto all = db.list(T0);
-  ASSERT_EQ(all.size(), 2u);
-  EXPECT_EQ(all[0].ip, "192.0.2.9");
-  EXPECT_EQ(all[1].ip, "2001:db8::1");
-  EXPECT_THROW(db.grant("not-an-ip", "alice", "pop3", TTL, T0), std::invalid_argument);
-  EXPECT_FALSE(db.is_authorized("not-an-ip", T0));
-}
-
-TEST_F(AuthDbTest, UnknownOrDisabledUserGetsNoGrant) {
-  EXPECT_FALSE(db.grant("192.0.2.1", "bob", "pop3", TTL, T0));
-  ASSERT_TRUE(db.grant("192.0.2.1", "alice", "pop3", TTL, T0));
-  ASSERT_TRUE(db.set_enabled("alice", false, T0));
-  EXPECT_FALSE(db.is_authorized("192.0.2.1", T0));
-  EXPECT_FALSE(db.grant("192.0.2.1", "alice", "pop3", TTL, T0));
-}
-
-TEST_F(AuthDbTest, RevokeAndDeleteUserRemoveGrants) {
-  ASSERT_TRUE(db.add_user("bob", "$y$unused", std::string("secret"), T0));
-  ASSERT_TRUE(db.grant("192.0.2.1", "alice", "pop3", TTL, T0));
-  ASSERT_TRUE(db.grant("192.0.2.2", "alice", "pop3", TTL, T0));
-  ASSERT_TRUE(db.grant("192.0.2.3", "bob", "apop", TTL, T0));
-  EXPECT_TRUE(db.revoke("192.0.2.1"));
-  EXPECT_FALSE(db.revoke("192.0.2.1"));
-  EXPECT_EQ(db.revoke_user("ALICE"), 1);
-  EXPECT_TRUE(db.delete_user("bob"));
-  EXPECT_TRUE(db.list(T0).empty());
-}
-
-TEST_F(AuthDbTest, UserNamesAreCaseInsensitiveAndUnique) {
-  EXPECT_FALSE(db.add_user("ALICE", "$y$x", std::nullopt, T0));
-  auto u = db.find_user("Alice");
-  ASSERT_TRUE(u);
-  EXPECT_EQ(u->name, "alice");
-  EXPECT_FALSE(u->legacy_secret);
-  EXPECT_FALSE(db.find_user("nobody"));
-}
-
 TEST_F(AuthDbTest, PurgeDropsOnlyExpired) {
   ASSERT_TRUE(db.grant("192.0.2.1", "alice", "pop3", 10, T0));
   ASSERT_TRUE(db.grant("192.0.2.2", "alice", "pop3", 100, T0));
@@ -149,6 +107,35 @@ TEST_F(AuthDbTest, FailureCountersEscalateAndExpire) {
   EXPECT_EQ(db.failure_count("192.0.2.1", T0 + 1 + AuthDb::kFailureWindowSeconds), 0);
   db.clear_failures("192.0.2.1");
   EXPECT_EQ(db.failure_count("192.0.2.1", T0 + 2), 0);
+}
+
+// db copy's writes: import keeps every stored value and never overwrites; replace overwrites an
+// existing user exactly and, when it disables, drops the user's grants like set_enabled.
+TEST_F(AuthDbTest, ImportAndReplaceUserKeepStoredValues) {
+  using rg::authdb::User;
+  using rg::authdb::UserAuth;
+  const User bob{"bob", false, true, T0 - 500};
+  const UserAuth bob_auth{"bob", false, "$y$bobhash", "bobsecret"};
+  ASSERT_TRUE(db.import_user(bob, bob_auth));
+  EXPECT_FALSE(db.import_user(bob, {"bob", true, "$y$other", std::nullopt}));  // exists: untouched
+  auto got = db.find_user("bob");
+  ASSERT_TRUE(got);
+  EXPECT_FALSE(got->enabled);
+  EXPECT_EQ(got->password_hash, "$y$bobhash");
+  EXPECT_EQ(got->legacy_secret, "bobsecret");
+  EXPECT_EQ(db.list_users().at(0).created_at, T0);        // alice
+  EXPECT_EQ(db.list_users().at(1).created_at, T0 - 500);  // bob
+
+  ASSERT_TRUE(db.grant("192.0.2.1", "alice", "pop3", TTL, T0));
+  EXPECT_FALSE(db.replace_user({"carol", true, false, T0}, {"carol", true, "$y$c", std::nullopt}));
+  ASSERT_TRUE(db.replace_user({"alice", true, false, T0 - 900}, {"alice", true, "$y$new", std::nullopt}));
+  EXPECT_EQ(db.find_user("alice")->password_hash, "$y$new");
+  EXPECT_EQ(db.list_users().at(0).created_at, T0 - 900);
+  EXPECT_EQ(db.list(T0).size(), 1u);  // enabled: the grant stays
+  ASSERT_TRUE(db.replace_user({"alice", false, false, T0 - 900}, {"alice", false, "$y$new", std::nullopt}));
+  EXPECT_TRUE(db.list(T0).empty());
+  ASSERT_TRUE(db.replace_user({"alice", true, false, T0 - 900}, {"alice", true, "$y$new", std::nullopt}));
+  EXPECT_TRUE(db.list(T0).empty());  // dropped, not merely hidden while disabled
 }
 
 // Two processes write grants into one file while the parent reads: nothing lost, no error.
@@ -221,34 +208,6 @@ TEST(AuthDbFiles, MigratesFromSchemaVersionOne) {
   EXPECT_EQ(db.queue_summary(), (rg::authdb::QueueSummary{0, 0}));  // table added by migration 3
   db.set_queue_summary({2, T0});
   EXPECT_EQ(db.queue_summary(), (rg::authdb::QueueSummary{2, T0}));
-}
-
-// The queue summary (schema 3): one row, read back as written, empty until smtpd writes it; an
-// empty queue has no oldest message; it survives reopening (relaygatectl reads what smtpd wrote).
-TEST(AuthDbQueueSummary, StoresTheLastSummaryWritten) {
-  TempDir dir;
-  const fs::path file = dir / "q.db";
-  using Q = rg::authdb::QueueSummary;
-  struct Row {
-    Q written, read;
-  };
-  const Row rows[] = {
-      {{1, T0}, {1, T0}},
-      {{5, T0 - 3600}, {5, T0 - 3600}},
-      {{0, T0}, {0, 0}},  // empty: oldest is meaningless, stored as 0
-      {{0, 0}, {0, 0}},
-  };
-  {
-    AuthDb db(file);
-    EXPECT_EQ(db.queue_summary(), (Q{0, 0}));
-    for (const Row& r : rows) {
-      db.set_queue_summary(r.written);
-      EXPECT_EQ(db.queue_summary(), r.read) << r.written.count;
-    }
-    db.set_queue_summary({3, T0});
-  }
-  AuthDb again(file, OpenMode::MustExist);
-  EXPECT_EQ(again.queue_summary(), (Q{3, T0}));
 }
 
 TEST(AuthDbFiles, MissingFileIsNamed) {
