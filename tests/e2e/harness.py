@@ -16,6 +16,7 @@ import copy
 import ipaddress
 import json
 import os
+import poplib
 import re
 import shlex
 import shutil
@@ -172,6 +173,19 @@ def client_tls_context():
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+class POP3From(poplib.POP3):
+    """poplib.POP3 whose connection comes from a chosen loopback source address (grants and
+    failure counters are per client address: tests log in from 127.0.0.2, 127.0.0.3, ...)."""
+
+    def __init__(self, host, port, source, timeout=SOCKET_TIMEOUT):
+        check_loopback(host)
+        self._source = check_loopback(source)
+        super().__init__(host, port, timeout=timeout)
+
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), timeout, source_address=(self._source, 0))
 
 
 class LineClient:
@@ -456,6 +470,11 @@ class Gateway:
                 d.proc.wait(timeout)
         self.exit_codes[daemon] = d.proc.returncode
         return d.proc.returncode
+
+    def running(self, daemon):
+        """True while `daemon` was started and has not exited (a crash makes it False)."""
+        d = self.daemons.get(daemon)
+        return d is not None and d.running()
 
     def signal(self, daemon, sig):
         self.daemons[daemon].proc.send_signal(sig)

@@ -21,7 +21,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import HOSTNAME, Gateway, LineClient, assert_secret_not_logged, client_tls_context  # noqa: E402
+from harness import POP3From, HOSTNAME, Gateway, LineClient, assert_secret_not_logged, client_tls_context  # noqa: E402
 
 PW = "s3cret-pass"
 LEGACY_PW = "legacy-pass"
@@ -34,17 +34,6 @@ def tool(name):
 
 def run(argv, input=None, timeout=60):
     return subprocess.run(argv, input=input, capture_output=True, timeout=timeout)
-
-
-class POP3From(poplib.POP3):
-    """poplib.POP3 whose connection comes from a chosen loopback source address."""
-
-    def __init__(self, host, port, source):
-        self._source = source
-        super().__init__(host, port, timeout=T)
-
-    def _create_socket(self, timeout):
-        return socket.create_connection((self.host, self.port), timeout, source_address=(self._source, 0))
 
 
 def smtp(gw, mode="relay", source=None):
@@ -308,7 +297,7 @@ class RelayPolicy(SmtpBase):
     overrides = {"grants": {"ttl_seconds": 3}, "auth": {"allow_plaintext_without_tls": True, "mechanisms_without_tls": ["PLAIN", "LOGIN"]}}
 
     def pop_login(self, source):
-        p = POP3From("127.0.0.1", self.gw.port("pop3d", tls="starttls"), source)
+        p = POP3From("127.0.0.1", self.gw.port("pop3d", tls="starttls"), source, timeout=T)
         p.user("alice")
         p.pass_(PW)
         p.quit()
