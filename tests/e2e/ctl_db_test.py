@@ -5,9 +5,10 @@ DbSqlite: db status on SQLite (text and --json, checked against the file itself)
 unreachable database (exit 1, named), db copy SQLite -> SQLite (every stored field kept, the
 copy serves a real POP3 login), a second run that changes nothing, a non-empty target refused
 and --force, bad targets.
-DbPostgres: the same copy into a throwaway PostgreSQL (tests/pgtest.py), users authenticating
-through a real pop3d on the PostgreSQL config, db status on PostgreSQL. Needs the PostgreSQL
-backend in authdb (CTest: ctl_pg_e2e).
+DbPostgres: the same copy into a throwaway PostgreSQL (tests/pgtest.py) and back into SQLite,
+users authenticating through a real pop3d on the PostgreSQL config (the grant lands in
+PostgreSQL), a non-empty PostgreSQL target, db status on PostgreSQL and on a database the server
+refuses (CTest: ctl_pg_e2e).
 
 usage: RG_CTL=... RG_POP3D=... ctl_db_test.py [DbSqlite|DbPostgres[.test]]
 """
@@ -244,7 +245,7 @@ class DbSqlite(unittest.TestCase):
 
 
 class DbPostgres(unittest.TestCase):
-    """SQLite -> a throwaway PostgreSQL; needs the PostgreSQL backend (ctl_pg_e2e)."""
+    """SQLite -> a throwaway PostgreSQL (ctl_pg_e2e)."""
 
     @classmethod
     def setUpClass(cls):
