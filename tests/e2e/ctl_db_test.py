@@ -19,6 +19,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -323,6 +324,25 @@ class DbPostgres(unittest.TestCase):
         self.assertEqual(summary(p.stdout), (2, 1, 0, 2, 0, 0))
         dst.start("pop3d")
         self.assertTrue(pop3_login(dst, "alice", PW["alice"]).startswith(b"+OK"))
+
+    def test_status_with_the_server_down_exits_1_in_time(self):
+        uri = self.new_database("status_down")
+        gw = Gateway({"database": uri, "database_timeout_ms": 2000})
+        self.addCleanup(gw.close)
+        self.assertRegex(gw.ctl("db", "status").stdout, r"(?m)^reachable +yes$")
+        self.pg.stop(mode="immediate")
+        try:
+            t0 = time.monotonic()
+            p = gw.ctl("db", "status", "--json", check=False)
+            elapsed = time.monotonic() - t0
+        finally:
+            self.pg.start()
+        self.assertEqual(p.returncode, 1, p.stdout)
+        j = json.loads(p.stdout)
+        self.assertEqual((j["backend"], j["reachable"]), ("postgresql", False))
+        self.assertIn("database %s" % j["database"], p.stderr)
+        self.assertLess(elapsed, 10, "db status waited past database_timeout_ms")
+        self.assertRegex(gw.ctl("db", "status").stdout, r"(?m)^reachable +yes$")  # back
 
     def test_status_of_an_unreachable_server_exits_1(self):
         uri = self.pg.uri(db="no_such_database")
