@@ -353,6 +353,9 @@ class DbPostgres(unittest.TestCase):
         self.assertRegex(p.stdout, r"(?m)^backend +postgresql\n(.*\n)*reachable +no$")
         # libpq's own words for the server's refusal: the backend was asked, not merely named.
         self.assertIn('"no_such_database" does not exist', p.stderr)
+        p = self.src.ctl("db", "copy", "--to", uri, check=False)  # the same as a copy's target
+        self.assertEqual((p.returncode, p.stdout), (1, ""))
+        self.assertIn('"no_such_database" does not exist', p.stderr)
 
 
 if __name__ == "__main__":
