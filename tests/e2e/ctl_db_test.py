@@ -345,6 +345,7 @@ class DbPostgres(unittest.TestCase):
         self.assertRegex(gw.ctl("db", "status").stdout, r"(?m)^reachable +yes$")  # back
 
     def test_status_of_an_unreachable_server_exits_1(self):
+        self.new_database("refuse_other")  # the role exists: the server refuses the database only
         uri = self.pg.uri(db="no_such_database")
         gw = Gateway({"database": uri})
         self.addCleanup(gw.close)
