@@ -81,6 +81,7 @@ std::string one_line(const char* msg) {
   std::string s = msg ? msg : "";
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
   for (size_t i = 0; (i = s.find('\n', i)) != std::string::npos;) s.replace(i, 1, "; ");
+  std::replace(s.begin(), s.end(), '\t', ' ');
   return s.empty() ? "unknown error" : s;
 }
 
