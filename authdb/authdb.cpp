@@ -58,8 +58,16 @@ const char* const kMigrations[] = {
     "  count INTEGER NOT NULL,"
     "  oldest_enqueued_at INTEGER NOT NULL);"
     "INSERT INTO queue_summary VALUES(1, 0, 0);",
-    // 3 -> 4: the node that wrote each grant (issue 12: the status file names it).
-    "ALTER TABLE grants ADD COLUMN node TEXT NOT NULL DEFAULT '';",
+    // 3 -> 4 (issue 12): the node that wrote each grant (the status file names it), and one
+    // queue summary per node, since each node has its own spool (the single row becomes node
+    // '', which a node without a row of its own still reads: an upgraded host keeps its summary).
+    "ALTER TABLE grants ADD COLUMN node TEXT NOT NULL DEFAULT '';"
+    "CREATE TABLE queue_summaries("
+    "  node TEXT PRIMARY KEY,"
+    "  count INTEGER NOT NULL,"
+    "  oldest_enqueued_at INTEGER NOT NULL);"
+    "INSERT INTO queue_summaries SELECT '', count, oldest_enqueued_at FROM queue_summary;"
+    "DROP TABLE queue_summary;",
 };
 static_assert(std::size(kMigrations) == AuthDb::kSchemaVersion);
 
@@ -551,14 +559,20 @@ std::vector<Grant> AuthDb::list(int64_t now) {
 void AuthDb::set_queue_summary(const QueueSummary& q) {
   check_file("write queue summary");
   with_retry("write queue summary", [&] {
-    Stmt s(*this, "UPDATE queue_summary SET count=?, oldest_enqueued_at=? WHERE id=1");
-    s.bind(1, q.count).bind(2, q.count > 0 ? q.oldest_enqueued_at : int64_t{0}).run();
+    Stmt s(*this,
+           "INSERT INTO queue_summaries(node, count, oldest_enqueued_at) VALUES(?, ?, ?) "
+           "ON CONFLICT(node) DO UPDATE SET count=excluded.count, oldest_enqueued_at=excluded.oldest_enqueued_at");
+    s.bind(1, node_).bind(2, q.count).bind(3, q.count > 0 ? q.oldest_enqueued_at : int64_t{0}).run();
   });
 }
 
 QueueSummary AuthDb::queue_summary() {
   return with_retry("read queue summary", [&] {
-    Stmt s(*this, "SELECT count, oldest_enqueued_at FROM queue_summary WHERE id=1");
+    // This node's row, else the one from before schema 4 (node '').
+    Stmt s(
+        *this,
+        "SELECT count, oldest_enqueued_at FROM queue_summaries WHERE node IN (?, '') ORDER BY node = ? DESC LIMIT 1");
+    s.bind(1, node_).bind(2, node_);
     QueueSummary q;
     if (s.step()) q = {s.i64(0), s.i64(1)};
     return q;

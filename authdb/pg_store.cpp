@@ -57,8 +57,15 @@ const char* const kMigrations[] = {
     "  count bigint NOT NULL,"
     "  oldest_enqueued_at bigint NOT NULL);"
     "INSERT INTO queue_summary VALUES(1, 0, 0);",
-    // 3 -> 4: the node that wrote each grant.
-    "ALTER TABLE grants ADD COLUMN node text NOT NULL DEFAULT '';",
+    // 3 -> 4: the node that wrote each grant, and one queue summary per node (each node has its
+    // own spool); the single row becomes node '', read by a node without a row of its own.
+    "ALTER TABLE grants ADD COLUMN node text NOT NULL DEFAULT '';"
+    "CREATE TABLE queue_summaries("
+    "  node text PRIMARY KEY,"
+    "  count bigint NOT NULL,"
+    "  oldest_enqueued_at bigint NOT NULL);"
+    "INSERT INTO queue_summaries SELECT '', count, oldest_enqueued_at FROM queue_summary;"
+    "DROP TABLE queue_summary;",
 };
 static_assert(std::size(kMigrations) == Store::kSchemaVersion);
 
@@ -554,12 +561,18 @@ std::vector<Grant> PgStore::list(int64_t) {
 // ---- the queue summary ----
 
 void PgStore::set_queue_summary(const QueueSummary& q) {
-  query("write queue summary", "UPDATE queue_summary SET count=$1, oldest_enqueued_at=$2 WHERE id=1",
-        {str(q.count), str(q.count > 0 ? q.oldest_enqueued_at : int64_t{0})});
+  query("write queue summary",
+        "INSERT INTO queue_summaries(node, count, oldest_enqueued_at) VALUES($1, $2, $3) "
+        "ON CONFLICT (node) DO UPDATE SET count=excluded.count, oldest_enqueued_at=excluded.oldest_enqueued_at",
+        {node_, str(q.count), str(q.count > 0 ? q.oldest_enqueued_at : int64_t{0})});
 }
 
 QueueSummary PgStore::queue_summary() {
-  Result r = query("read queue summary", "SELECT count, oldest_enqueued_at FROM queue_summary WHERE id=1");
+  // This node's row, else the one from before schema 4 (node '').
+  Result r = query("read queue summary",
+                   "SELECT count, oldest_enqueued_at FROM queue_summaries WHERE node IN ($1, '') "
+                   "ORDER BY node = $1 DESC LIMIT 1",
+                   {node_});
   QueueSummary q;
   if (PQntuples(r.get()) > 0) q = {i64(r.get(), 0, 0), i64(r.get(), 0, 1)};
   return q;

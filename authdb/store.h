@@ -116,7 +116,8 @@ class Store {
   // replacing any grant of the same ip; false when its user does not exist here.
   virtual bool import_grant(const Grant& g) = 0;
 
-  // The queue summary smtpd keeps for the status file.
+  // The queue summary smtpd keeps for the status file: this Store's node's (each node has its
+  // own spool); a node that never wrote one reads the summary from before schema 4, if any.
   virtual void set_queue_summary(const QueueSummary& q) = 0;
   virtual QueueSummary queue_summary() = 0;
 

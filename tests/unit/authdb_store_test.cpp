@@ -152,9 +152,9 @@ class StoreContract : public ::testing::TestWithParam<std::string> {
   void TearDown() override { db.reset(); }
 
   // Another connection to the same database (another process or node).
-  std::unique_ptr<Store> open() {
-    if (pg_) return std::make_unique<PgStore>(pg_->uri(), kLimit, kNode);
-    return std::make_unique<AuthDb>(dir_ / "relaygate.db", rg::authdb::OpenMode::Create, kLimit, kNode);
+  std::unique_ptr<Store> open(const std::string& node = kNode) {
+    if (pg_) return std::make_unique<PgStore>(pg_->uri(), kLimit, node);
+    return std::make_unique<AuthDb>(dir_ / "relaygate.db", rg::authdb::OpenMode::Create, kLimit, node);
   }
 
   std::unique_ptr<Store> db;
@@ -393,6 +393,18 @@ TEST_P(StoreContract, QueueSummaryStoresTheLastSummaryWritten) {
   EXPECT_EQ(open()->queue_summary(), (Q{3, t - 3600}));
 }
 
+// Each node has its own spool: its summary is its own, another node's never replaces it.
+TEST_P(StoreContract, QueueSummaryIsPerNode) {
+  using Q = rg::authdb::QueueSummary;
+  const int64_t t = 1'800'000'000;
+  auto other = open("node-b");
+  db->set_queue_summary({2, t});
+  EXPECT_EQ(other->queue_summary(), (Q{0, 0}));
+  other->set_queue_summary({7, t - 60});
+  EXPECT_EQ(db->queue_summary(), (Q{2, t}));
+  EXPECT_EQ(other->queue_summary(), (Q{7, t - 60}));
+}
+
 // ---- PostgreSQL only ----
 
 class PgStoreTest : public ::testing::Test {
@@ -512,7 +524,7 @@ TEST_F(PgStoreTest, NodesMigratingAtOnceDoNotRace) {
   for (const auto& e : errors) EXPECT_EQ(e, "");
   EXPECT_EQ(ok.load(), kNodes);
   EXPECT_EQ(PgSession(pg->name()).exec("SELECT count(*) FROM schema_version"), "1");
-  EXPECT_EQ(PgSession(pg->name()).exec("SELECT count(*) FROM queue_summary"), "1");
+  EXPECT_EQ(PgSession(pg->name()).exec("SELECT count(*) FROM queue_summaries"), "1");
 }
 
 TEST_F(PgStoreTest, NameNeverShowsAPassword) {
