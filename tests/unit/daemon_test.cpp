@@ -326,4 +326,25 @@ TEST(DaemonProxy, APeerOutsideProxyFromIsClosedUnanswered) {
   EXPECT_EQ(r.on_io([&] { return r.server.limiter.total(); }), 0u);
 }
 
+TEST(DaemonProxy, StopClosesAConnectionStillWaitingForItsHeader) {
+  Dir d;
+  Running r(make_proxy_config(d.path, "127.0.0.1"));
+  Client waiting(r.server.port(0));
+  ASSERT_TRUE(waiting.ok);
+  waiting.send("PROXY TCP4 192.0.2.1");  // half a header: the read waits for the rest
+  std::this_thread::sleep_for(100ms);
+  EXPECT_FALSE(r.on_io([&] { return r.server.idle(); }));
+  const auto start = std::chrono::steady_clock::now();
+  r.on_io([&] {
+    r.server.stop();
+    return 0;
+  });
+  EXPECT_EQ(waiting.line(), "");                            // closed unanswered...
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);  // ...at once, not at the 5 s header timeout
+  bool idle_now = false;
+  for (int i = 0; i < 100 && !(idle_now = r.on_io([&] { return r.server.idle(); })); ++i)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(idle_now);
+}
+
 }  // namespace
