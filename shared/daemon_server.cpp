@@ -173,9 +173,11 @@ asio::awaitable<void> ServerBase::admit_proxied(config::Listener listener, net::
 void ServerBase::admit_client(const config::Listener& listener, net::Stream stream) {
   auto token = limiter.try_acquire(stream.remote_ip());
   if (!token) {
-    auto line = log::warn();
-    line.kv("event", "connection-refused").kv("ip", stream.remote_ip()).kv("reason", "connection-limit");
-    if (!stream.proxy_ip().empty()) line.kv("proxy", stream.proxy_ip());
+    {
+      auto logged = log::warn();
+      logged.kv("event", "connection-refused").kv("ip", stream.remote_ip()).kv("reason", "connection-limit");
+      if (!stream.proxy_ip().empty()) logged.kv("proxy", stream.proxy_ip());
+    }
     if (listener.tls != config::TlsMode::Implicit) {
       boost::system::error_code ec;  // best effort: the client may already be gone
       const std::string line = profile_.refusal(cfg);
