@@ -135,17 +135,22 @@ void ServerBase::admit(const config::Listener& listener, asio::ip::tcp::socket s
     stream.close();
     return;
   }
-  ++proxy_headers_pending_;
   spawn(admit_proxied(listener, std::move(stream)));
 }
 
 asio::awaitable<void> ServerBase::admit_proxied(config::Listener listener, net::Stream stream) {
   // §2: "The receiver MUST NOT start processing the connection before it receives a complete and
   // valid PROXY protocol header": nothing is written and no TLS handshake starts before it.
+  if (stopping_) {
+    stream.close();
+    co_return;
+  }
+  proxy_headers_.insert(&stream);
   auto [ec, header] = co_await net::read_proxy_header(stream.lowest_layer(), net::kProxyHeaderTimeout);
-  --proxy_headers_pending_;
+  proxy_headers_.erase(&stream);
   if (ec) {
-    const std::string_view reason = ec == net::errc::timeout            ? "timeout"
+    const std::string_view reason = stopping_                           ? "server-stopping"
+                                    : ec == net::errc::timeout          ? "timeout"
                                     : ec == net::errc::bad_proxy_header ? "bad-header"
                                     : ec == asio::error::eof            ? "closed"
                                                                         : "read-error";
@@ -168,9 +173,11 @@ asio::awaitable<void> ServerBase::admit_proxied(config::Listener listener, net::
 void ServerBase::admit_client(const config::Listener& listener, net::Stream stream) {
   auto token = limiter.try_acquire(stream.remote_ip());
   if (!token) {
-    auto line = log::warn();
-    line.kv("event", "connection-refused").kv("ip", stream.remote_ip()).kv("reason", "connection-limit");
-    if (!stream.proxy_ip().empty()) line.kv("proxy", stream.proxy_ip());
+    {
+      auto logged = log::warn();
+      logged.kv("event", "connection-refused").kv("ip", stream.remote_ip()).kv("reason", "connection-limit");
+      if (!stream.proxy_ip().empty()) logged.kv("proxy", stream.proxy_ip());
+    }
     if (listener.tls != config::TlsMode::Implicit) {
       boost::system::error_code ec;  // best effort: the client may already be gone
       const std::string line = profile_.refusal(cfg);
@@ -189,6 +196,8 @@ void ServerBase::stop() {
     l.acceptor->close(ec);  // the accept loop ends with operation_aborted
   }
   on_stop();
+  // No session began on these: nothing to say, and their reads end now, not at the header timeout.
+  for (net::Stream* s : proxy_headers_) s->close();
   // Copy first: a session closed here may untrack itself before the loop ends.
   const std::vector<Drainable*> live(sessions_.begin(), sessions_.end());
   for (Drainable* d : live) d->stop_if_idle();

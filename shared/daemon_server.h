@@ -138,16 +138,15 @@ class ServerBase {
   // Binds every listener (throws naming address:port, before anything else happens), runs
   // on_start(), then accepts.
   void start();
-  // Stops accepting, runs on_stop(), and asks every live session to end (stop_if_idle).
+  // Stops accepting, runs on_stop(), closes connections still reading their PROXY header, and
+  // asks every live session to end (stop_if_idle).
   void stop();
   bool stopping() const { return stopping_; }
   // The port listener `i` is bound to, after start() (a configured port 0 picks a free one).
   uint16_t port(size_t i) const { return listening_.at(i).port; }
   // After stop(): true once every session has ended and no other work is in flight
   // (daemon_main polls this to drain).
-  bool idle() const {
-    return sessions_.empty() && limiter.total() == 0 && proxy_headers_pending_ == 0 && !work_in_flight();
-  }
+  bool idle() const { return sessions_.empty() && limiter.total() == 0 && proxy_headers_.empty() && !work_in_flight(); }
   // SIGHUP: the certificate and every key the profile's table takes, for new sessions and
   // commands; live sessions go on. Throws, keeping everything as it was, if the certificate
   // or prepare_reload() fails; keys that need a restart are logged and keep their value.
@@ -207,7 +206,7 @@ class ServerBase {
   std::vector<Listening> listening_;
   std::unordered_set<Drainable*> sessions_;
   bool stopping_ = false;
-  size_t proxy_headers_pending_ = 0;  // connections still reading their PROXY header
+  std::unordered_set<net::Stream*> proxy_headers_;  // connections reading their PROXY header; stop() closes them
 };
 
 }  // namespace rg::daemon

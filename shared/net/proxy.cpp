@@ -178,7 +178,7 @@ ProxyHeader parse_v2(std::string_view bytes) {
     if (payload < kV2Inet4Block) return invalid(2, "v2-short-address");
     h.source_ip = binary_address(a, AF_INET);
     h.source_port = static_cast<std::uint16_t>((a[8] << 8) | a[9]);
-  } else {
+  } else if (family == kAfInet6) {
     if (payload < kV2Inet6Block) return invalid(2, "v2-short-address");
     h.source_ip = binary_address(a, AF_INET6);
     h.source_port = static_cast<std::uint16_t>((a[32] << 8) | a[33]);

@@ -314,6 +314,10 @@ class ThroughHAProxy(unittest.TestCase):
             c.send("PROXY TCP4 127.0.0.9 127.0.0.1 99999 25\r\nEHLO x\r\n")
             self.expect_closed_unanswered(c, T)
         self.b.wait_log("smtpd", r"reason=bad-header ip=127\.0\.0\.1 listener=%d error=v1-bad-port$" % port)
+        with LineClient.open(port, source=BALANCER) as c:  # v2 signature, then command 2 (unassigned)
+            c.send(b"\r\n\r\n\x00\r\nQUIT\n\x22\x11\x00\x0c" + bytes(12) + b"EHLO x\r\n")
+            self.expect_closed_unanswered(c, T)
+        self.b.wait_log("smtpd", r"reason=bad-header ip=127\.0\.0\.1 listener=%d error=v2-bad-command$" % port)
 
         # An implicit-TLS proxy listener: a ClientHello where the header belongs is a bad header.
         tls_port = self.a.listeners("pop3d")[1]["port"]

@@ -138,6 +138,12 @@ TEST(DaemonReload, TakesTheTableAndKeepsWhatNeedsARestart) {
        [](const Config& c) { return c.status_file != "/elsewhere.json"; }},
       {"pop3d.listen", [](Config& c) { c.pop3d.listen[0].port = 1; },
        [](const Config& c) { return c.pop3d.listen.at(0).port == 0; }},
+      {"pop3d.listen proxy_protocol",  // a bound listener's PROXY settings stay until a restart
+       [](Config& c) {
+         c.pop3d.listen[0].proxy_protocol = true;
+         c.pop3d.listen[0].proxy_from = {"127.0.0.1"};
+       },
+       [](const Config& c) { return !c.pop3d.listen.at(0).proxy_protocol && c.pop3d.listen.at(0).proxy_from.empty(); }},
   };
   for (const Row& r : rows) {
     Config fresh = server.cfg;
@@ -148,6 +154,19 @@ TEST(DaemonReload, TakesTheTableAndKeepsWhatNeedsARestart) {
   EXPECT_EQ(server.committed, static_cast<int>(std::size(rows)));
   EXPECT_NE(server.tls, old_tls);  // a new context each time, for new sessions
   EXPECT_EQ(server.limiter.max_total(), 3u);
+}
+
+TEST(DaemonReload, ProxySettingsOfAListenerNeedARestart) {
+  Dir d;
+  const Config running = make_config(d.path);
+  Config fresh = running;
+  EXPECT_TRUE(rg::daemon::same_listeners(running.pop3d.listen, fresh.pop3d.listen));
+  fresh.pop3d.listen[0].proxy_protocol = true;
+  fresh.pop3d.listen[0].proxy_from = {"127.0.0.1"};
+  EXPECT_FALSE(rg::daemon::same_listeners(running.pop3d.listen, fresh.pop3d.listen));  // logged needs-restart
+  Config other = fresh;
+  other.pop3d.listen[0].proxy_from = {"10.0.0.0/8"};
+  EXPECT_FALSE(rg::daemon::same_listeners(fresh.pop3d.listen, other.pop3d.listen));
 }
 
 TEST(DaemonReload, ABadCertificateOrAFailedStepKeepsEverything) {
@@ -324,6 +343,27 @@ TEST(DaemonProxy, APeerOutsideProxyFromIsClosedUnanswered) {
   c.send("PROXY TCP4 192.0.2.1 127.0.0.1 1111 110\r\n");
   EXPECT_EQ(c.line(), "");
   EXPECT_EQ(r.on_io([&] { return r.server.limiter.total(); }), 0u);
+}
+
+TEST(DaemonProxy, StopClosesAConnectionStillWaitingForItsHeader) {
+  Dir d;
+  Running r(make_proxy_config(d.path, "127.0.0.1"));
+  Client waiting(r.server.port(0));
+  ASSERT_TRUE(waiting.ok);
+  waiting.send("PROXY TCP4 192.0.2.1");  // half a header: the read waits for the rest
+  std::this_thread::sleep_for(100ms);
+  EXPECT_FALSE(r.on_io([&] { return r.server.idle(); }));
+  const auto start = std::chrono::steady_clock::now();
+  r.on_io([&] {
+    r.server.stop();
+    return 0;
+  });
+  EXPECT_EQ(waiting.line(), "");                            // closed unanswered...
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);  // ...at once, not at the 5 s header timeout
+  bool idle_now = false;
+  for (int i = 0; i < 100 && !(idle_now = r.on_io([&] { return r.server.idle(); })); ++i)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(idle_now);
 }
 
 }  // namespace
