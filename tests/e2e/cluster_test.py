@@ -29,7 +29,6 @@ import os
 import poplib
 import shutil
 import smtplib
-import socket
 import subprocess
 import sys
 import tempfile
