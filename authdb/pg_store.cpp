@@ -123,6 +123,8 @@ std::string redacted_uri(const std::string& uri) {
   return out;
 }
 
+void PgStore::count_notice(void* counter, const pg_result*) { ++*static_cast<uint64_t*>(counter); }
+
 void PgStore::ConnCloser::operator()(pg_conn* c) const { PQfinish(c); }
 void PgStore::ResultCloser::operator()(pg_result* r) const { PQclear(r); }
 
@@ -190,6 +192,9 @@ void PgStore::connect(Clock::time_point deadline) {
   conn_.reset(PQconnectStartParams(keys, values, 1));
   if (!conn_) drop("connect", "out of memory");
   if (PQstatus(conn_.get()) == CONNECTION_BAD) drop("connect", one_line(PQerrorMessage(conn_.get())));
+  // Notices and warnings are counted, never printed (libpq's default writes them to stderr,
+  // the daemons' log): the one that matters, the server's goodbye, is in the next error.
+  PQsetNoticeReceiver(conn_.get(), &PgStore::count_notice, &notices_);
   // Before the first PQconnectPoll, wait as if it had asked to write (libpq docs, 34.1).
   PostgresPollingStatusType st = PGRES_POLLING_WRITING;
   for (;;) {
@@ -203,9 +208,11 @@ void PgStore::connect(Clock::time_point deadline) {
   connecting_until_ = deadline;
   try {
     // The server gives up on a statement when we do, whatever holds it (a lock, a slow disk).
+    // (The connection check only where the server has it: PostgreSQL 14 and later.)
     query("set statement_timeout",
           "SELECT set_config('statement_timeout', $1, false), "
-          "set_config('client_connection_check_interval', $2, false)",
+          "(SELECT set_config(name, $2, false) FROM pg_catalog.pg_settings "
+          "WHERE name = 'client_connection_check_interval')",
           {str(limit_.count()), str(kConnectionCheckMs)});
     migrate();
   } catch (...) {
@@ -219,6 +226,7 @@ PgStore::Result PgStore::query(const char* what, const char* sql, const Params& 
   // A call that has to reconnect first shares one deadline between the connect and the
   // statement: no call holds a database thread much longer than the limit.
   const auto deadline = connecting_until_ ? *connecting_until_ : Clock::now() + limit_;
+  if (conn_ && !connecting_until_ && closed_by_server()) conn_.reset();
   if (!conn_) connect(deadline);
   std::vector<const char*> values;
   values.reserve(params.size());
@@ -227,6 +235,22 @@ PgStore::Result PgStore::query(const char* what, const char* sql, const Params& 
                         0) == 0)
     drop(what, one_line(PQerrorMessage(conn_.get())));
   return finish(what, deadline);
+}
+
+bool PgStore::closed_by_server() {
+  // Between calls the connection is idle: anything to read is the server's goodbye (a restart,
+  // pg_terminate_backend, an idle timeout) or a notice. One poll(2) without waiting tells; a
+  // statement sent on such a connection would fail although the server may be back already.
+  // The goodbye is a FATAL error (a fast shutdown, pg_terminate_backend) or a WARNING (an
+  // immediate shutdown) that libpq hands to the notice receiver, and the end of the stream
+  // may not have arrived with it: any message at all counts.
+  pollfd p{PQsocket(conn_.get()), POLLIN, 0};
+  if (p.fd < 0) return true;
+  if (::poll(&p, 1, 0) <= 0) return false;
+  const uint64_t before = notices_;
+  if (PQconsumeInput(conn_.get()) == 0) return true;
+  (void)PQisBusy(conn_.get());  // parses what was read (PQconsumeInput only buffers it)
+  return PQstatus(conn_.get()) != CONNECTION_OK || notices_ != before;
 }
 
 PgStore::Result PgStore::script(const char* what, const char* sql) {

@@ -3,11 +3,13 @@
 // the whole cluster: every time (expiry, failure windows, granted_at) is the database server's
 // now(), never the caller's `now`.
 // Why libpq's C API and not libpqxx: Debian bookworm ships libpqxx 6.x, the pre-C++17 API that
-// upstream has replaced, and libpqxx has no deadline on a blocking call anyway. Why non-blocking
-// libpq with poll(2): a blocking PQexec waits for as long as the network or a lock holds it, and
-// a database thread stuck there is one that no session can use; here connect and every query run
-// against one deadline (database_timeout_ms), after which the query is cancelled, the connection
-// dropped and an Unavailable thrown (the Client then opens a fresh connection for its next job).
+// upstream has replaced, whose calls block with no deadline we could put on them. Why
+// non-blocking libpq with poll(2): a blocking PQexec waits for as long as the network or a lock
+// holds it, and a database thread stuck there is one that no session can use; here connect and
+// every query run against one deadline (database_timeout_ms), after which the query is
+// cancelled, the connection dropped and an Unavailable thrown. Reconnecting is lazy: the next
+// call connects again (and one that finds its idle connection closed by the server, after a
+// restart or failover, reconnects before sending, so it does not fail).
 // Invariants: every statement is a constant with $n parameters (PQsendQueryParams), never SQL
 // built from values; a write that must be atomic is one statement or one transaction; the schema
 // is migrated in one transaction under pg_advisory_xact_lock, so nodes starting at once do not
@@ -91,6 +93,8 @@ class PgStore : public Store {
   // hold several statements (migrations only).
   Result query(const char* what, const char* sql, const Params& params = {});
   Result finish(const char* what, Clock::time_point deadline);
+  bool closed_by_server();  // the idle connection was closed by the server since the last call
+  static void count_notice(void* counter, const pg_result* notice);
   void wait(const char* what, short events, Clock::time_point deadline);
   Result script(const char* what, const char* sql);
   void rollback();
@@ -105,6 +109,7 @@ class PgStore : public Store {
   std::string node_;
   std::unique_ptr<pg_conn, ConnCloser> conn_;          // null after a fault: the next call reconnects
   std::optional<Clock::time_point> connecting_until_;  // while connect() runs its statements
+  uint64_t notices_ = 0;                               // notices and warnings the server sent
 };
 
 }  // namespace rg::authdb

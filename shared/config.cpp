@@ -226,6 +226,9 @@ void read_listeners(ObjectReader& parent, const std::string& key, std::vector<Li
     r.get_int("port", port, 1, 65535);
     r.get_enum("tls", l.tls, kTlsModes);
     if (smtp) r.get_enum("mode", l.mode, kSmtpModes);
+    r.get_bool("proxy_protocol", l.proxy_protocol);
+    const bool proxy_from_given = r.find("proxy_from") != nullptr;
+    r.get_string_list("proxy_from", l.proxy_from);
     r.finish();
     if (l.address.empty()) throw ConfigError(file + ": " + path + ".address: required");
     if (port < 0) throw ConfigError(file + ": " + path + ".port: required");
@@ -234,6 +237,19 @@ void read_listeners(ObjectReader& parent, const std::string& key, std::vector<Li
     l.port = static_cast<uint16_t>(port);
     if (smtp && l.mode == SmtpMode::Submissions && l.tls != TlsMode::Implicit)
       throw ConfigError(file + ": " + path + ".tls: mode \"submissions\" needs \"implicit\" (RFC 8314)");
+    for (size_t j = 0; j < l.proxy_from.size(); ++j)
+      if (!parse_cidr(l.proxy_from[j]))
+        throw ConfigError(file + ": " + path + ".proxy_from[" + std::to_string(j) +
+                          "]: expected an address or CIDR block, got \"" + l.proxy_from[j] + "\"");
+    // The header names any address it likes: only listed balancers may send it (proxy-protocol.txt
+    // §5), so a listener that takes it without a list would let every client pick its address. A
+    // list without the header is an error too: it would read as a restriction that is not there.
+    if (l.proxy_protocol && l.proxy_from.empty())
+      throw ConfigError(
+          file + ": " + path +
+          ".proxy_from: required with \"proxy_protocol\": true (the balancers allowed to send the header)");
+    if (!l.proxy_protocol && proxy_from_given)
+      throw ConfigError(file + ": " + path + ".proxy_from: only used with \"proxy_protocol\": true");
     out.push_back(l);
   }
 }
@@ -283,11 +299,19 @@ Config defaults(const fs::path& base_dir) {
   c.local_domains = {"example.test"};
   c.tls.certificate = base_dir / "var/tls/cert.pem";
   c.tls.private_key = base_dir / "var/tls/key.pem";
-  c.pop3d.listen = {{"127.0.0.1", 2110, TlsMode::StartTls, SmtpMode::Relay},
-                    {"127.0.0.1", 2995, TlsMode::Implicit, SmtpMode::Relay}};
-  c.smtpd.listen = {{"127.0.0.1", 2525, TlsMode::StartTls, SmtpMode::Relay},
-                    {"127.0.0.1", 2587, TlsMode::StartTls, SmtpMode::Submission},
-                    {"127.0.0.1", 2465, TlsMode::Implicit, SmtpMode::Submissions}};
+  const auto loopback = [](uint16_t port, TlsMode tls, SmtpMode mode) {
+    Listener l;
+    l.address = "127.0.0.1";
+    l.port = port;
+    l.tls = tls;
+    l.mode = mode;
+    return l;
+  };
+  c.pop3d.listen = {loopback(2110, TlsMode::StartTls, SmtpMode::Relay),
+                    loopback(2995, TlsMode::Implicit, SmtpMode::Relay)};
+  c.smtpd.listen = {loopback(2525, TlsMode::StartTls, SmtpMode::Relay),
+                    loopback(2587, TlsMode::StartTls, SmtpMode::Submission),
+                    loopback(2465, TlsMode::Implicit, SmtpMode::Submissions)};
   return c;
 }
 

@@ -29,6 +29,11 @@ struct Listener {
   uint16_t port = 0;
   TlsMode tls = TlsMode::None;
   SmtpMode mode = SmtpMode::Relay;  // smtpd listeners only
+  // Every connection starts with a PROXY protocol header (v1 or v2, HAProxy's proxy-protocol.txt)
+  // naming the real client, from a load balancer listed in proxy_from; anyone else, and a
+  // balancer that sends no valid header, is refused. Needs a non-empty proxy_from.
+  bool proxy_protocol = false;
+  std::vector<std::string> proxy_from;  // addresses or CIDR blocks (v4/v6) of the balancers
 };
 
 struct Tls {

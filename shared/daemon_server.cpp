@@ -1,5 +1,5 @@
-// The daemon skeleton (see daemon_server.h): listeners → connection limits → one coroutine per
-// session; the session registry for SIGTERM; the reload table.
+// The daemon skeleton (see daemon_server.h): listeners → (PROXY header) → connection limits →
+// one coroutine per session; the session registry for SIGTERM; the reload table.
 #include "shared/daemon_server.h"
 
 #include <algorithm>
@@ -8,8 +8,10 @@
 #include <boost/asio/write.hpp>
 #include <thread>
 
+#include "shared/ip.h"
 #include "shared/log.h"
 #include "shared/net/listener.h"
+#include "shared/net/proxy_reader.h"
 #include "shared/net/tls.h"
 
 namespace rg::daemon {
@@ -36,7 +38,8 @@ const std::span<const ReloadKey> kSharedReloadKeys = kShared;
 bool same_listeners(const std::vector<config::Listener>& a, const std::vector<config::Listener>& b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i)
-    if (a[i].address != b[i].address || a[i].port != b[i].port || a[i].tls != b[i].tls || a[i].mode != b[i].mode)
+    if (a[i].address != b[i].address || a[i].port != b[i].port || a[i].tls != b[i].tls || a[i].mode != b[i].mode ||
+        a[i].proxy_protocol != b[i].proxy_protocol || a[i].proxy_from != b[i].proxy_from)
       return false;
   return true;
 }
@@ -104,12 +107,70 @@ void ServerBase::start() {
   }
 }
 
+namespace {
+bool in_proxy_from(const config::Listener& listener, const std::string& ip) {
+  for (const auto& entry : listener.proxy_from)
+    if (const auto net = parse_cidr(entry); net && cidr_contains(*net, ip)) return true;
+  return false;
+}
+// A refusal line begins `event= outcome= reason= ip=` (README, Logs); ip is the connection's
+// peer, since no header named anyone else.
+void log_proxy_refused(const config::Listener& listener, const std::string& peer, std::string_view reason,
+                       std::string_view error = {}) {
+  auto line = log::warn();
+  line.kv("event", "proxy-refused").kv("outcome", "rejected").kv("reason", reason).kv("ip", peer);
+  line.kv("listener", listener.port);
+  if (!error.empty()) line.kv("error", error);
+}
+}  // namespace
+
 void ServerBase::admit(const config::Listener& listener, asio::ip::tcp::socket socket) {
   if (stopping_) return;  // accepted just before stop(): closed unanswered, like a closed port
   net::Stream stream(std::move(socket));
+  if (!listener.proxy_protocol) return admit_client(listener, std::move(stream));
+  // proxy-protocol.txt §5: the header is accepted "only from a number of known sources"; anyone
+  // else could name any address (and with it a grant or a trusted network). Closed unanswered.
+  if (!in_proxy_from(listener, stream.remote_ip())) {
+    log_proxy_refused(listener, stream.remote_ip(), "not-in-proxy-from");
+    stream.close();
+    return;
+  }
+  ++proxy_headers_pending_;
+  spawn(admit_proxied(listener, std::move(stream)));
+}
+
+asio::awaitable<void> ServerBase::admit_proxied(config::Listener listener, net::Stream stream) {
+  // §2: "The receiver MUST NOT start processing the connection before it receives a complete and
+  // valid PROXY protocol header": nothing is written and no TLS handshake starts before it.
+  auto [ec, header] = co_await net::read_proxy_header(stream.lowest_layer(), net::kProxyHeaderTimeout);
+  --proxy_headers_pending_;
+  if (ec) {
+    const std::string_view reason = ec == net::errc::timeout            ? "timeout"
+                                    : ec == net::errc::bad_proxy_header ? "bad-header"
+                                    : ec == asio::error::eof            ? "closed"
+                                                                        : "read-error";
+    log_proxy_refused(listener, stream.remote_ip(), reason, ec == net::errc::bad_proxy_header ? header.reason : "");
+    stream.close();
+    co_return;
+  }
+  if (stopping_) {
+    stream.close();
+    co_return;
+  }
+  // LOCAL and UNKNOWN (a balancer's health check) keep the balancer's own address (§2.1, §2.2).
+  if (header.local)
+    stream.set_proxied_peer(stream.remote_ip(), stream.remote_port());
+  else
+    stream.set_proxied_peer(std::move(header.source_ip), header.source_port);
+  admit_client(listener, std::move(stream));
+}
+
+void ServerBase::admit_client(const config::Listener& listener, net::Stream stream) {
   auto token = limiter.try_acquire(stream.remote_ip());
   if (!token) {
-    log::warn().kv("event", "connection-refused").kv("ip", stream.remote_ip()).kv("reason", "connection-limit");
+    auto line = log::warn();
+    line.kv("event", "connection-refused").kv("ip", stream.remote_ip()).kv("reason", "connection-limit");
+    if (!stream.proxy_ip().empty()) line.kv("proxy", stream.proxy_ip());
     if (listener.tls != config::TlsMode::Implicit) {
       boost::system::error_code ec;  // best effort: the client may already be gone
       const std::string line = profile_.refusal(cfg);
@@ -147,6 +208,7 @@ asio::awaitable<bool> ServerBase::begin_session(net::Stream& stream, const confi
       line.kv("mode", config::to_string(listener.mode));
     else
       line.kv("tls", config::to_string(listener.tls));
+    if (!stream.proxy_ip().empty()) line.kv("proxy", stream.proxy_ip());
   }
   if (listener.tls != config::TlsMode::Implicit) co_return true;
   const auto ctx = tls;  // kept alive across the handshake even if SIGHUP replaces it

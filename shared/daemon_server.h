@@ -145,17 +145,19 @@ class ServerBase {
   uint16_t port(size_t i) const { return listening_.at(i).port; }
   // After stop(): true once every session has ended and no other work is in flight
   // (daemon_main polls this to drain).
-  bool idle() const { return sessions_.empty() && limiter.total() == 0 && !work_in_flight(); }
+  bool idle() const {
+    return sessions_.empty() && limiter.total() == 0 && proxy_headers_pending_ == 0 && !work_in_flight();
+  }
   // SIGHUP: the certificate and every key the profile's table takes, for new sessions and
   // commands; live sessions go on. Throws, keeping everything as it was, if the certificate
   // or prepare_reload() fails; keys that need a restart are logged and keep their value.
   void reload(config::Config fresh);
 
   // A session's first steps: the `event=connect` line (ip, port, listener, then smtpd's `mode=`
-  // or pop3d's `tls=`), then on an implicit-TLS listener (RFC 8314 §3.3, RFC 2595 §7) the
-  // handshake within `timeout`, with the certificate in use when it began (a reload during it
-  // frees nothing). False, after `event=disconnect reason=tls-handshake-failed`, when the
-  // handshake fails: the session ends without a word.
+  // or pop3d's `tls=`, then `proxy=<balancer>` when a PROXY header named the client), then on an implicit-TLS listener
+  // (RFC 8314 §3.3, RFC 2595 §7) the handshake within `timeout`, with the certificate in use when it began (a reload
+  // during it frees nothing). False, after `event=disconnect reason=tls-handshake-failed`, when the handshake fails:
+  // the session ends without a word.
   boost::asio::awaitable<bool> begin_session(net::Stream& stream, const config::Listener& listener,
                                              std::string_view session_id, net::Duration timeout);
 
@@ -191,12 +193,21 @@ class ServerBase {
     std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor;
     uint16_t port;  // as bound
   };
+  // A new connection: on a proxy_protocol listener, a peer outside proxy_from is closed at once
+  // and the others go to admit_proxied; then admit_client.
   void admit(const config::Listener& listener, boost::asio::ip::tcp::socket socket);
+  // Reads the PROXY header (within net::kProxyHeaderTimeout), refusing the connection without a
+  // word when it is missing or invalid; after it the client it names is the session's peer.
+  boost::asio::awaitable<void> admit_proxied(config::Listener listener, net::Stream stream);
+  // The connection limits, counted against the client's address (after a PROXY header, the one
+  // it names, not the balancer's), then the session.
+  void admit_client(const config::Listener& listener, net::Stream stream);
 
   const Profile& profile_;
   std::vector<Listening> listening_;
   std::unordered_set<Drainable*> sessions_;
   bool stopping_ = false;
+  size_t proxy_headers_pending_ = 0;  // connections still reading their PROXY header
 };
 
 }  // namespace rg::daemon

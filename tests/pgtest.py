@@ -14,7 +14,9 @@ As a CTest wrapper:
     python3 tests/pgtest.py [--database NAME] -- CMD ARGS...
 
 starts one, creates the database, runs CMD with RG_TEST_PG_URI (and RG_TEST_PG_SOCKDIR,
-RG_TEST_PG_PORT, RG_TEST_PG_DATADIR, RG_TEST_PG_BIN, RG_TEST_PG_LOG) set, stops the server whatever happens and exits with CMD's code.
+RG_TEST_PG_PORT, RG_TEST_PG_DATADIR, RG_TEST_PG_BIN, RG_TEST_PG_LOG) set, stops the server
+whatever happens and exits with CMD's code (77, a CTest skip, when the binaries are missing
+outside CI).
 
 The server listens on a unix socket only (listen_addresses=''), in a private temp folder under
 /tmp (RG_KEEP_TMP=1 keeps it), with fsync off: the data is thrown away (a
@@ -43,6 +45,7 @@ INITDB_TIMEOUT_S = 120
 START_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 60
 PSQL_TIMEOUT_S = 60
+SKIP_RETURN_CODE = 77  # the CLI's exit code when the binaries are missing outside CI
 # Unix socket names are .s.PGSQL.<port>; the folder is private, so any port is free in it.
 PORT_MIN, PORT_MAX = 20000, 60000
 SERVER_SETTINGS = {
@@ -311,8 +314,10 @@ def main(argv):
     try:
         pg = Postgres()
     except PgUnavailable as e:
+        # As the e2e harness treats a missing client: a failure in CI (scripts/bootstrap installs
+        # PostgreSQL there), elsewhere a skip (77, CTest's SKIP_RETURN_CODE of the fragments).
         print(e, file=sys.stderr)
-        return 1
+        return 1 if os.environ.get("CI") else SKIP_RETURN_CODE
     child = None
     try:
         t0 = time.monotonic()

@@ -15,6 +15,7 @@ class NetCategory final : public boost::system::error_category {
       case errc::timeout: return "operation timed out";
       case errc::line_too_long: return "line too long";
       case errc::too_slow: return "data rate too low";
+      case errc::bad_proxy_header: return "invalid PROXY protocol header";
     }
     return "unknown rg.net error";
   }

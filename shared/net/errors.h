@@ -10,9 +10,10 @@
 namespace rg::net {
 
 enum class errc {
-  timeout = 1,    // the operation did not finish before its deadline
-  line_too_long,  // no LF within max_octets; the over-long line was discarded through its LF
-  too_slow,       // bytes arrived below the caller's rate floor after its grace (Stream::RateFloor)
+  timeout = 1,       // the operation did not finish before its deadline
+  line_too_long,     // no LF within max_octets; the over-long line was discarded through its LF
+  too_slow,          // bytes arrived below the caller's rate floor after its grace (Stream::RateFloor)
+  bad_proxy_header,  // a PROXY protocol header was required and the bytes are not one (proxy.h)
 };
 
 // The category of rg::net::errc ("rg.net").

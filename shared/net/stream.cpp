@@ -7,6 +7,7 @@
 #include "shared/net/timed.h"
 
 #include <algorithm>
+#include <utility>
 
 #include <boost/asio/read.hpp>
 #include <boost/asio/ssl.hpp>
@@ -63,6 +64,11 @@ Stream::Stream(tcp::socket socket) : socket_(std::move(socket)) {
   }
   if (auto ep = socket_.local_endpoint(ec); !ec) local_port_ = ep.port();
   socket_.non_blocking(true, ec);  // fill() reads only after readiness, never blocking
+}
+
+void Stream::set_proxied_peer(std::string ip, std::uint16_t port) {
+  proxy_ip_ = std::exchange(remote_ip_, std::move(ip));
+  remote_port_ = port;
 }
 
 Stream::~Stream() = default;

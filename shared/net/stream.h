@@ -61,10 +61,17 @@ class Stream {
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
 
-  // Peer address in canonical form and ports, captured at construction (valid after close).
+  // Peer address in canonical form and ports, captured at construction (valid after close), or
+  // the client a PROXY protocol header named (set_proxied_peer).
   const std::string& remote_ip() const { return remote_ip_; }
   std::uint16_t remote_port() const { return remote_port_; }
   std::uint16_t local_port() const { return local_port_; }
+  // After a valid PROXY protocol header (proxy_reader.h): `ip` (canonical) and `port` become the
+  // peer every caller sees, and the connection's own peer, the balancer, becomes proxy_ip(). A
+  // header without a client address (LOCAL, UNKNOWN) passes the balancer's own address and port.
+  void set_proxied_peer(std::string ip, std::uint16_t port);
+  // The balancer's address when the connection came through one, else "".
+  const std::string& proxy_ip() const { return proxy_ip_; }
 
   // Server-side TLS handshake (STARTTLS/STLS after the go-ahead reply, or implicit TLS).
   // Flushes queued output in plaintext first, then DISCARDS all buffered input (read
@@ -118,7 +125,8 @@ class Stream {
   void close();
   bool is_open() const;
 
-  // The TCP socket under TLS, for socket options. Do not read or write through it.
+  // The TCP socket under TLS, for socket options. Do not read or write through it, but for the
+  // PROXY protocol header (read_proxy_header), read from it before anything else.
   asio::ip::tcp::socket& lowest_layer();
 
  private:
@@ -146,6 +154,7 @@ class Stream {
   bool reading_ = false;                                 // fill_checked is waiting for bytes
   std::string remote_ip_;
   std::uint16_t remote_port_ = 0;
+  std::string proxy_ip_;
   std::uint16_t local_port_ = 0;
 };
 

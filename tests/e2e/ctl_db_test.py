@@ -5,9 +5,10 @@ DbSqlite: db status on SQLite (text and --json, checked against the file itself)
 unreachable database (exit 1, named), db copy SQLite -> SQLite (every stored field kept, the
 copy serves a real POP3 login), a second run that changes nothing, a non-empty target refused
 and --force, bad targets.
-DbPostgres: the same copy into a throwaway PostgreSQL (tests/pgtest.py), users authenticating
-through a real pop3d on the PostgreSQL config, db status on PostgreSQL. Needs the PostgreSQL
-backend in authdb (CTest: ctl_pg_e2e).
+DbPostgres: the same copy into a throwaway PostgreSQL (tests/pgtest.py) and back into SQLite,
+users authenticating through a real pop3d on the PostgreSQL config (the grant lands in
+PostgreSQL), a non-empty PostgreSQL target, db status on PostgreSQL and on a database the server
+refuses (CTest: ctl_pg_e2e).
 
 usage: RG_CTL=... RG_POP3D=... ctl_db_test.py [DbSqlite|DbPostgres[.test]]
 """
@@ -18,6 +19,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -244,7 +246,7 @@ class DbSqlite(unittest.TestCase):
 
 
 class DbPostgres(unittest.TestCase):
-    """SQLite -> a throwaway PostgreSQL; needs the PostgreSQL backend (ctl_pg_e2e)."""
+    """SQLite -> a throwaway PostgreSQL (ctl_pg_e2e)."""
 
     @classmethod
     def setUpClass(cls):
@@ -291,6 +293,14 @@ class DbPostgres(unittest.TestCase):
         self.assertTrue(0 < j["latency_ms"]["min"] <= j["latency_ms"]["median"] < 1000, j["latency_ms"])
         self.assertRegex(dst.ctl("db", "status").stdout, r"(?m)^backend +postgresql\n(.*\n)*latency +min \d+\.\d{3} ms")
 
+        # And back: PostgreSQL -> a new SQLite file holds exactly what the original file holds.
+        back = os.path.join(dst.dir, "back.db")
+        self.assertEqual(summary(dst.ctl("db", "copy", "--to", back).stdout), (3, 0, 0, 2, 0, 0))
+        src_db = self.src.path("database")
+        for sql in ("SELECT %s FROM users ORDER BY name" % USER_COLUMNS,
+                    "SELECT %s, u.name FROM grants g JOIN users u ON u.id = g.user_id ORDER BY ip" % GRANT_COLUMNS):
+            self.assertEqual(sqlite_rows(back, sql), sqlite_rows(src_db, sql), sql)
+
         dst.start("pop3d")
         self.assertTrue(pop3_login(dst, "alice", PW["alice"]).startswith(b"+OK"))
         self.assertTrue(pop3_login(dst, "bob", PW["bob"]).startswith(b"+OK"))
@@ -315,7 +325,27 @@ class DbPostgres(unittest.TestCase):
         dst.start("pop3d")
         self.assertTrue(pop3_login(dst, "alice", PW["alice"]).startswith(b"+OK"))
 
+    def test_status_with_the_server_down_exits_1_in_time(self):
+        uri = self.new_database("status_down")
+        gw = Gateway({"database": uri, "database_timeout_ms": 2000})
+        self.addCleanup(gw.close)
+        self.assertRegex(gw.ctl("db", "status").stdout, r"(?m)^reachable +yes$")
+        self.pg.stop(mode="immediate")
+        try:
+            t0 = time.monotonic()
+            p = gw.ctl("db", "status", "--json", check=False)
+            elapsed = time.monotonic() - t0
+        finally:
+            self.pg.start()
+        self.assertEqual(p.returncode, 1, p.stdout)
+        j = json.loads(p.stdout)
+        self.assertEqual((j["backend"], j["reachable"]), ("postgresql", False))
+        self.assertIn("database %s" % j["database"], p.stderr)
+        self.assertLess(elapsed, 10, "db status waited past database_timeout_ms")
+        self.assertRegex(gw.ctl("db", "status").stdout, r"(?m)^reachable +yes$")  # back
+
     def test_status_of_an_unreachable_server_exits_1(self):
+        self.new_database("refuse_other")  # the role exists: the server refuses the database only
         uri = self.pg.uri(db="no_such_database")
         gw = Gateway({"database": uri})
         self.addCleanup(gw.close)
@@ -323,6 +353,9 @@ class DbPostgres(unittest.TestCase):
         self.assertEqual(p.returncode, 1, p.stdout)
         self.assertRegex(p.stdout, r"(?m)^backend +postgresql\n(.*\n)*reachable +no$")
         # libpq's own words for the server's refusal: the backend was asked, not merely named.
+        self.assertIn('"no_such_database" does not exist', p.stderr)
+        p = self.src.ctl("db", "copy", "--to", uri, check=False)  # the same as a copy's target
+        self.assertEqual((p.returncode, p.stdout), (1, ""))
         self.assertIn('"no_such_database" does not exist', p.stderr)
 
 

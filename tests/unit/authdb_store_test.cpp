@@ -2,14 +2,17 @@
 // PostgreSQL (value-parameterized, "sqlite" / "postgresql"), on the real clock, since PostgreSQL
 // ignores the caller's `now` (tests that need a fake clock are SQLite's, in authdb_test.cpp).
 // PgStore tests: schema migration and refusal, two nodes migrating at once, the time limit on a
-// stalled server (a held lock, a stopped postmaster), reconnect after a restart, two hosts with
-// the first down, start while the server is down, and the passfile.
+// stalled server (a held lock, a stopped postmaster), reconnect after a restart (and none
+// failing when it happened between calls), two hosts with the first down, start while the
+// server is down, the callers' clocks ignored, and the passfile.
 // PostgreSQL comes from tests/pgtest.py (RG_TEST_PG_URI and friends); without it those tests
 // skip, and CTest runs them under pgtest (authdb_store.cmake). Each test gets its own database.
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -18,6 +21,7 @@
 #include <boost/asio/use_future.hpp>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -528,6 +532,48 @@ TEST_F(PgStoreTest, TimeoutOnALockedTableFreesTheThreadAndCancels) {
   EXPECT_TRUE(db.live_grant("192.0.2.1", now()));
 }
 
+// The same through authdb::Client, as a daemon sees it: the waiter gets its timeout, the write
+// thread is free again at the Store's deadline (the next write is run, not skipped behind it),
+// reads go on meanwhile, and once the lock is gone the next write commits.
+TEST_F(PgStoreTest, ClientTimeoutOnALockedTableThenRecovers) {
+  constexpr auto kShort = 500ms;
+  { PgStore(pg->uri(), kShort, kNode).add_user("alice", "$y$x", std::nullopt, now()); }
+  const std::string uri = pg->uri();
+  rg::authdb::Client client([uri, kShort] { return std::make_unique<PgStore>(uri, kShort, kNode); }, uri, kShort, 1, 1);
+  asio::io_context io;
+  auto ask = [&](rg::authdb::Lane lane, auto job) {
+    auto body = [&client, lane, job]() -> asio::awaitable<std::string> {
+      try {
+        co_return co_await client.run(lane, "job", job);
+      } catch (const rg::authdb::Error& e) {
+        co_return std::string("error: ") + e.what();
+      }
+    };
+    auto f = asio::co_spawn(io, body(), asio::use_future);
+    io.restart();
+    io.run();
+    return f.get();
+  };
+  auto write = [](Store& s) -> std::string {
+    return s.grant("192.0.2.1", "alice", "pop3", TTL, 0) ? "granted" : "refused";
+  };
+  auto read = [](Store& s) -> std::string { return s.find_user("alice") ? "found" : "absent"; };
+  PgSession locker(pg->name());
+  locker.exec("BEGIN");
+  locker.exec("LOCK TABLE grants IN ACCESS EXCLUSIVE MODE");
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string first = ask(rg::authdb::Lane::Write, write);
+  EXPECT_NE(first.find("timeout"), std::string::npos) << first;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, kShort + 400ms);
+  EXPECT_EQ(ask(rg::authdb::Lane::Read, read), "found");
+  std::this_thread::sleep_for(200ms);  // the write thread is past its deadline
+  locker.exec("COMMIT");
+  EXPECT_EQ(ask(rg::authdb::Lane::Write, write), "granted");
+  EXPECT_EQ(client.skipped(), 0u);
+  EXPECT_EQ(ask(rg::authdb::Lane::Read, [](Store& s) -> std::string { return s.live_grant("192.0.2.1", 0)->node; }),
+            kNode);
+}
+
 // The server accepts the connection in the kernel but never answers (postmaster stopped): the
 // connect gives up at the deadline.
 TEST_F(PgStoreTest, ConnectTimesOutOnAStalledServer) {
@@ -571,6 +617,28 @@ TEST_F(PgStoreTest, TwoHostsWithTheFirstDown) {
   const std::string e =
       error_of("postgresql://relaygate@/" + pg->name() + "?host=" + nobody_home.path().string() + "&port=" + port);
   EXPECT_NE(e.find(nobody_home.path().string()), std::string::npos) << e;
+
+  // A first host that accepts but never answers: one deadline covers all the hosts, so the
+  // connect gives up at the limit rather than waiting on each in turn.
+  TempDir stalled;
+  const int listener = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::string path = (stalled / (".s.PGSQL." + port)).string();
+  ASSERT_LT(path.size(), sizeof addr.sun_path);
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener, 8), 0);
+  constexpr auto kShort = 400ms;
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string late =
+      error_of("postgresql://relaygate@/" + pg->name() + "?host=" + stalled.path().string() + "," +
+                   env("RG_TEST_PG_SOCKDIR") + "&port=" + port + "," + port + "&target_session_attrs=read-write",
+               kShort);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, kShort + 300ms);
+  ::close(listener);
+  EXPECT_NE(late.find("timeout"), std::string::npos) << late;
 }
 
 // The server stops (-m immediate) and starts again: the Store that saw the fault reconnects at
@@ -608,6 +676,69 @@ TEST_F(PgStoreTest, ReconnectAfterRestartAndStartWhileDown) {
   ASSERT_TRUE(pg_start());
   EXPECT_EQ(run(), "granted");
   EXPECT_TRUE(db.live_grant("192.0.2.1", now()));  // the first Store too, committed data kept
+}
+
+// A server restarted between two calls (pg_ctl restart, or a failover that closed our idle
+// connection): the next call finds the connection closed and reconnects before sending, so no
+// request fails although the server is up again.
+TEST_F(PgStoreTest, RestartBetweenCallsFailsNoCall) {
+  PgStore db(pg->uri(), kLimit, kNode);
+  ASSERT_TRUE(db.add_user("alice", "$y$x", std::nullopt, now()));
+  for (const char* mode : {"fast", "immediate"}) {
+    ASSERT_TRUE(pg_ctl(std::string("-m ") + mode + " stop") == 0) << mode;
+    ASSERT_TRUE(pg_start()) << mode;
+    std::optional<rg::authdb::UserAuth> u;
+    EXPECT_NO_THROW(u = db.find_user("alice")) << mode;
+    EXPECT_TRUE(u) << mode;
+  }
+  // The same for a connection the server ended on its own (an administrator, an idle timeout).
+  PgSession(pg->name())
+      .exec(
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+          "WHERE datname = current_database() AND pid <> pg_backend_pid()");
+  std::this_thread::sleep_for(100ms);
+  EXPECT_NO_THROW(EXPECT_TRUE(db.grant("192.0.2.1", "alice", "pop3", TTL, now())));
+}
+
+// Several connections (nodes) write at once: nothing lost, every failure counted once.
+TEST_P(StoreContract, ConnectionsWritingAtOnceLoseNothing) {
+  constexpr int kWriters = 3, kEach = 100;
+  std::vector<std::string> errors(kWriters);
+  std::vector<std::thread> writers;
+  for (int w = 0; w < kWriters; ++w)
+    writers.emplace_back([&, w] {
+      try {
+        auto s = open();
+        for (int i = 0; i < kEach; ++i) {
+          if (!s->grant("10." + std::to_string(w) + ".0." + std::to_string(i), "alice", "pop3", TTL, now()))
+            throw std::runtime_error("grant refused");
+          s->record_failure("shared", now());
+        }
+      } catch (const std::exception& e) {
+        errors[static_cast<size_t>(w)] = e.what();
+      }
+    });
+  for (auto& t : writers) t.join();
+  for (const auto& e : errors) EXPECT_EQ(e, "");
+  EXPECT_EQ(db->list(now()).size(), size_t{kWriters * kEach});
+  EXPECT_EQ(db->failure_count("shared", now()), kWriters * kEach);
+}
+
+// One clock for the cluster: PostgreSQL ignores the callers' `now`, so nodes whose clocks are an
+// hour apart (or wildly wrong) agree on the grant and the failed logins.
+TEST_F(PgStoreTest, CallersClocksAreIgnored) {
+  PgStore ahead(pg->uri(), kLimit, "node-a"), behind(pg->uri(), kLimit, "node-b");
+  ASSERT_TRUE(ahead.add_user("alice", "$y$x", std::nullopt, 0));
+  ASSERT_TRUE(ahead.grant("192.0.2.1", "alice", "pop3", TTL, now() + 3600));
+  auto g = behind.live_grant("192.0.2.1", now() - 3600);
+  ASSERT_TRUE(g);
+  EXPECT_LE(std::abs(g->granted_at - now()), 2);
+  EXPECT_TRUE(ahead.live_grant("192.0.2.1", now() + 86400));
+  EXPECT_EQ(behind.purge_expired(now() + 86400), 0);
+  ahead.record_failure("192.0.2.0/24", 0);
+  behind.record_failure("192.0.2.0/24", now() + 100000);
+  EXPECT_EQ(ahead.failure_count("192.0.2.0/24", now() - 100000), 2);
+  EXPECT_LE(std::abs(behind.list_users()[0].created_at - now()), 2);  // add_user was given 0
 }
 
 // A role that must log in with a password (scram-sha-256): libpq's passfile holds it, named in

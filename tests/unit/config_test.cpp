@@ -99,6 +99,48 @@ TEST(Config, ErrorsNameFileAndKey) {
   for (const auto& c : cases) EXPECT_EQ(error_of(c.text), c.message) << c.text;
 }
 
+TEST(Config, ProxyProtocolListenersNeedTheirBalancers) {
+  auto c = P(R"({"pop3d": {"listen": [{"address": "127.0.0.1", "port": 110},
+                                        {"address": "::1", "port": 995, "tls": "implicit", "proxy_protocol": true,
+                                         "proxy_from": ["127.0.0.1", "10.0.0.0/8", "fd00::/8", "::1"]}]},
+                 "smtpd": {"listen": [{"address": "127.0.0.1", "port": 25, "proxy_protocol": false}]}})");
+  ASSERT_EQ(c.pop3d.listen.size(), 2u);
+  EXPECT_FALSE(c.pop3d.listen[0].proxy_protocol);
+  EXPECT_TRUE(c.pop3d.listen[0].proxy_from.empty());
+  EXPECT_TRUE(c.pop3d.listen[1].proxy_protocol);
+  EXPECT_EQ(c.pop3d.listen[1].proxy_from, (std::vector<std::string>{"127.0.0.1", "10.0.0.0/8", "fd00::/8", "::1"}));
+  EXPECT_FALSE(c.smtpd.listen[0].proxy_protocol);
+  for (const auto& l : P("{}").smtpd.listen) EXPECT_FALSE(l.proxy_protocol);  // defaults: no proxy listener
+
+  const std::pair<const char*, const char*> errors[] = {
+      {R"({"smtpd": {"listen": [{"address": "127.0.0.1", "port": 25, "proxy_protocol": true}]}})",
+       "relaygate.json: smtpd.listen[0].proxy_from: required with \"proxy_protocol\": true (the balancers allowed to "
+       "send the header)"},
+      {R"({"smtpd": {"listen": [{"address": "127.0.0.1", "port": 25, "proxy_protocol": true, "proxy_from": []}]}})",
+       "relaygate.json: smtpd.listen[0].proxy_from: required with \"proxy_protocol\": true (the balancers allowed to "
+       "send the header)"},
+      {R"({"pop3d": {"listen": [{"address": "127.0.0.1", "port": 110, "proxy_from": ["127.0.0.1"]}]}})",
+       "relaygate.json: pop3d.listen[0].proxy_from: only used with \"proxy_protocol\": true"},
+      {R"({"pop3d": {"listen": [{"address": "127.0.0.1", "port": 110, "proxy_protocol": false, "proxy_from": []}]}})",
+       "relaygate.json: pop3d.listen[0].proxy_from: only used with \"proxy_protocol\": true"},
+      {R"({"smtpd": {"listen": [{"address": "127.0.0.1", "port": 25, "proxy_protocol": true,
+                                  "proxy_from": ["127.0.0.1", "10.0.0.0/33"]}]}})",
+       "relaygate.json: smtpd.listen[0].proxy_from[1]: expected an address or CIDR block, got \"10.0.0.0/33\""},
+      {R"({"smtpd": {"listen": [{"address": "127.0.0.1", "port": 25, "proxy_protocol": true,
+                                  "proxy_from": ["haproxy.example"]}]}})",
+       "relaygate.json: smtpd.listen[0].proxy_from[0]: expected an address or CIDR block, got \"haproxy.example\""},
+      {R"({"smtpd": {"listen": [{"address": "127.0.0.1", "port": 25, "proxy_protocol": true, "proxy_from": [""]}]}})",
+       "relaygate.json: smtpd.listen[0].proxy_from[0]: expected a non-empty string, got \"\""},
+      {R"({"smtpd": {"listen": [{"address": "127.0.0.1", "port": 25, "proxy_protocol": "yes", "proxy_from": ["::1"]}]}})",
+       "relaygate.json: smtpd.listen[0].proxy_protocol: expected true or false, got \"yes\""},
+      {R"({"smtpd": {"listen": [{"address": "127.0.0.1", "port": 25, "proxy_protocol": true, "proxy_from": "::1"}]}})",
+       "relaygate.json: smtpd.listen[0].proxy_from: expected an array of strings, got \"::1\""},
+      {R"({"smtpd": {"listen": [{"address": "127.0.0.1", "port": 25, "proxy_protocl": true}]}})",
+       "relaygate.json: smtpd.listen[0].proxy_protocl: unknown key (did you mean \"proxy_protocol\"?)"},
+  };
+  for (const auto& [text, message] : errors) EXPECT_EQ(error_of(text), message) << text;
+}
+
 TEST(Config, CommentsAreAllowed) {
   auto c = P(R"(// the office gateway
     {

@@ -47,7 +47,12 @@ class Session final : public rg::daemon::Drainable {
   Session(TestServer& srv, rg::net::Stream stream);
   ~Session() override;
   asio::awaitable<void> run() {
-    co_await stream_.write("+OK hi\r\n", 5s);
+    // Behind a PROXY header the greeting names the peer the session sees, and the balancer.
+    const std::string hello = stream_.proxy_ip().empty()
+                                  ? "+OK hi\r\n"
+                                  : "+OK hi " + stream_.remote_ip() + ":" + std::to_string(stream_.remote_port()) +
+                                        " via " + stream_.proxy_ip() + "\r\n";
+    co_await stream_.write(hello, 5s);
     for (;;) {
       auto [ec, line] = co_await stream_.read_line(100, 5s);
       if (ec || line == "DONE\r\n") break;
@@ -267,6 +272,58 @@ TEST(DaemonDrain, StopEndsIdleSessionsAndLetsABusyOneFinish) {
   EXPECT_TRUE(idle_now);
   Client late(r.server.port(0));
   EXPECT_FALSE(late.ok);  // no longer listening
+}
+
+// A proxy_protocol listener for 127.0.0.1 (or `proxy_from`), one connection per client address.
+Config make_proxy_config(const fs::path& dir, const std::string& proxy_from) {
+  const std::string json = R"({"hostname": "one.example", "pop3d": {"listen": [{"address": "127.0.0.1", "port": 1,
+                               "proxy_protocol": true, "proxy_from": [")" +
+                           proxy_from + R"("]}], "max_connections": 10, "max_connections_per_ip": 1}})";
+  Config cfg = rg::config::parse(json, dir / "relaygate.json", dir);
+  cfg.pop3d.listen[0].port = 0;
+  return cfg;
+}
+
+TEST(DaemonProxy, TheHeaderNamesTheSessionsPeerAndTheLimitCountsIt) {
+  Dir d;
+  Running r(make_proxy_config(d.path, "127.0.0.0/8"));
+  const uint16_t port = r.server.port(0);
+  // The header and the first command in one write: the session still reads the command.
+  Client first(port);
+  first.send("PROXY TCP4 192.0.2.1 127.0.0.1 1111 110\r\nNOOP\r\n");
+  EXPECT_EQ(first.line(), "+OK hi 192.0.2.1:1111 via 127.0.0.1\r\n");
+  EXPECT_EQ(first.line(), "+OK\r\n");
+  // Per-IP limit 1: counted against the client the header names, not the balancer's address.
+  Client same(port);
+  same.send("PROXY TCP4 192.0.2.1 127.0.0.1 2222 110\r\n");
+  EXPECT_EQ(same.line(), "-ERR busy at one.example\r\n");
+  EXPECT_EQ(same.line(), "");
+  Client other(port);
+  const std::string v2_inet6 = std::string("\r\n\r\n\0\r\nQUIT\n\x21\x21\x00\x24", 16) + "\x20\x01\x0d\xb8" +
+                               std::string(11, '\0') + "\x07" + std::string(15, '\0') + "\x01" +
+                               std::string("\x01\xbb\x00\x6e", 4);
+  other.send(v2_inet6);
+  EXPECT_EQ(other.line(), "+OK hi 2001:db8::7:443 via 127.0.0.1\r\n");
+  // LOCAL (a health check) keeps the balancer's own address.
+  Client check(port);
+  check.send(std::string("\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00", 16));
+  const std::string local = check.line();
+  EXPECT_TRUE(local.starts_with("+OK hi 127.0.0.1:") && local.ends_with(" via 127.0.0.1\r\n")) << local;
+  // No header: closed without a greeting.
+  Client talker(port);
+  talker.send("USER alice\r\n");
+  EXPECT_EQ(talker.line(), "");
+  for (Client* c : {&first, &other, &check}) c->send("DONE\r\n");
+}
+
+TEST(DaemonProxy, APeerOutsideProxyFromIsClosedUnanswered) {
+  Dir d;
+  Running r(make_proxy_config(d.path, "10.0.0.0/8"));
+  Client c(r.server.port(0));
+  ASSERT_TRUE(c.ok);
+  c.send("PROXY TCP4 192.0.2.1 127.0.0.1 1111 110\r\n");
+  EXPECT_EQ(c.line(), "");
+  EXPECT_EQ(r.on_io([&] { return r.server.limiter.total(); }), 0u);
 }
 
 }  // namespace
