@@ -29,7 +29,6 @@ import os
 import poplib
 import shutil
 import smtplib
-import socket
 import subprocess
 import sys
 import tempfile
@@ -345,10 +344,32 @@ class PostgresDown(ClusterBase):
             self.pg.start()
 
     def wait_until_up(self, node, ip, what):
-        """Polls a relay RCPT from a granted `ip` on `node` until 250 (the node reconnected)."""
+        """Polls a relay RCPT from a granted `ip` on `node` until 250 (the node reconnected);
+        only 451 4.3.0 may come before. Returns how many 451s came."""
+        tempfails = [0]
+
         def ok():
-            return rcpt(node, ip)[0] == 250
+            code, msg = rcpt(node, ip)
+            if code != 250:
+                self.assertEqual((code, msg[:5]), (451, b"4.3.0"), msg)
+                tempfails[0] += 1
+            return code == 250
         node.wait_for(ok, timeout=RECOVER_S, interval=0.2, what=what)
+        return tempfails[0]
+
+    def wait_login(self, node, user, ip, what):
+        """Polls a POP3 login until +OK; only -ERR [SYS/TEMP] may come before. Returns how many."""
+        tempfails = [0]
+
+        def ok():
+            try:
+                return pop3_login(node, user, ip).startswith(b"+OK")
+            except poplib.error_proto as e:
+                self.assertIn(b"[SYS/TEMP]", e.args[0])
+                tempfails[0] += 1
+                return False
+        node.wait_for(ok, timeout=RECOVER_S, interval=0.2, what=what)
+        return tempfails[0]
 
     def test_immediate_stop_during_traffic(self):
         for node in (self.a, self.b):  # both local users seen once, so a RCPT to them needs no database
@@ -373,9 +394,12 @@ class PostgresDown(ClusterBase):
             down_local = traffic.accepted_local()
             traffic.wait(lambda: traffic.accepted_local() >= down_local + 2, "local mail accepted while down")
             self.pg.start()
+            # Without restarting a daemon. Connections from before the stop may fail their first
+            # query after the start (a temporary failure) before they are replaced.
+            stale = 0
             for node in (self.a, self.b):
-                self.wait_until_up(node, self.GRANTED, "%s to relay again" % node.config["hostname"])
-                self.assertTrue(pop3_login(node, "carol", "127.0.0.3").startswith(b"+OK"))
+                stale += self.wait_until_up(node, self.GRANTED, "%s to relay again" % node.config["hostname"])
+                stale += self.wait_login(node, "carol", "127.0.0.3", "%s's login again" % node.config["hostname"])
             after = traffic.accepted_remote()
             traffic.wait(lambda: traffic.accepted_remote() >= after + 4, "mail relayed after the restart")
         finally:
@@ -407,7 +431,8 @@ class PostgresDown(ClusterBase):
                         found += m["token"].encode() in f.read()
             self.assertEqual(found, 1, (m["token"], names))
         print("\ncluster: %d messages acknowledged (%d relayed, %d local), all delivered; %d RCPTs got 451 "
-              "while PostgreSQL was down" % (len(traffic.messages), len(remote), len(local), traffic.tempfails()),
+              "while PostgreSQL was down; %d temporary failures after it was back" % (
+                  len(traffic.messages), len(remote), len(local), traffic.tempfails(), stale),
               file=sys.stderr)
 
     def test_node_started_while_down(self):
@@ -420,24 +445,18 @@ class PostgresDown(ClusterBase):
         c.start("smtpd")
         c.start("pop3d")
         for daemon in ("smtpd", "pop3d"):
-            c.wait_log(daemon, r" (warning|error) .*(database|postgres)", timeout=LIMIT_MS / 1000 + SLACK + 5)
+            c.wait_log(daemon, r" warning .*event=database-unavailable ")
         code, msg = rcpt(c, ip)
         self.assertEqual((code, msg[:5]), (451, b"4.3.0"), msg)
         err = login_error(c, "alice", ip)
         self.assertTrue(err.startswith(b"-ERR [SYS/TEMP]"), err)
         self.assertEqual(ehlo_code(c), 250)
         self.pg.start()
-
-        def logged_in():
-            try:
-                return pop3_login(c, "alice", ip).startswith(b"+OK")
-            except poplib.error_proto as e:
-                if b"[SYS/TEMP]" not in e.args[0]:
-                    raise
-                return False
-        c.wait_for(logged_in, timeout=RECOVER_S, interval=0.3, what="node-c's login once PostgreSQL is up")
+        self.wait_login(c, "alice", ip, "node-c's login once PostgreSQL is up")
         self.assertEqual(rcpt(c, ip)[0], 250)
-        self.assertEqual(rcpt(self.a, ip)[0], 250)
+        # Node A held connections from before the stop: its first query on each may still fail
+        # (451) while it notices the loss; it must reconnect by itself within RECOVER_S.
+        self.wait_until_up(self.a, ip, "node-a to relay node-c's grant")
         self.assertEqual(grants_by_ip(self.b)[ip]["node"], "node-c")
         self.assert_all_running([c])
 
