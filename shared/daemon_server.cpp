@@ -128,6 +128,13 @@ void ServerBase::admit(const config::Listener& listener, asio::ip::tcp::socket s
   if (stopping_) return;  // accepted just before stop(): closed unanswered, like a closed port
   net::Stream stream(std::move(socket));
   if (!listener.proxy_protocol) return admit_client(listener, std::move(stream));
+  // A peer that reset the connection before we looked has no address (getpeername: ENOTCONN):
+  // HAProxy's health checks close that way after their LOCAL header. Nothing to refuse or warn.
+  if (stream.remote_ip().empty()) {
+    log::debug().kv("event", "proxy-peer-gone").kv("listener", listener.port);
+    stream.close();
+    return;
+  }
   // proxy-protocol.txt §5: the header is accepted "only from a number of known sources"; anyone
   // else could name any address (and with it a grant or a trusted network). Closed unanswered.
   if (!in_proxy_from(listener, stream.remote_ip())) {

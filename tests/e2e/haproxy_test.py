@@ -194,6 +194,8 @@ class ThroughHAProxy(unittest.TestCase):
             "pop3s_v1": (a_pop3[1], "send-proxy"),
             "smtp_v2": (b_smtp[0], "send-proxy-v2"),
             "smtp_v1": (b_smtp[1], "send-proxy"),
+            # Health checks: HAProxy sends a v2 LOCAL header on them, then resets the connection.
+            "pop3_check": (a_pop3[0], "send-proxy-v2 check inter 100ms"),
         }).start()
 
     @classmethod
@@ -288,6 +290,16 @@ class ThroughHAProxy(unittest.TestCase):
         p.quit()
         self.a.wait_log("pop3d", r"event=auth outcome=failed reason=bad-password ip=127\.0\.0\.11 ")
         self.assertFalse(self.a.log_lines("pop3d", r"event=auth outcome=failed .*ip=127\.0\.0\.1 "))
+
+    def test_health_checks_are_served_not_refused(self):
+        # A check that resets before pop3d looks at it has no peer address: never a warning
+        # line per check (refused, ip empty), and the checks that arrive are greeted.
+        deadline = time.monotonic() + 10
+        while self.a.log("pop3d").count(" proxy=127.0.0.1") < 5:
+            self.assertLess(time.monotonic(), deadline, self.a.log("pop3d")[-3000:])
+            time.sleep(0.1)
+        refused = [l for l in self.a.log("pop3d").splitlines() if "event=proxy-refused" in l]
+        self.assertEqual([l for l in refused if 'ip=""' in l or " ip= " in l or l.endswith(" ip=")], [])
 
     def test_peer_outside_proxy_from_is_refused(self):
         for node, daemon, index in ((self.a, "pop3d", 0), (self.a, "pop3d", 1), (self.b, "smtpd", 0)):
