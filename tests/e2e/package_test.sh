@@ -32,6 +32,23 @@ for f in /usr/sbin/relaygate-pop3d /usr/sbin/relaygate-smtpd /usr/bin/relaygatec
          /etc/relaygate/tls/cert.pem /etc/relaygate/tls/key.pem; do
   [ -e "$f" ] || fail "$f missing after install"
 done
+# Every shared library the programs link is in a package the .deb depends on (a library added
+# to the build, libpq for PostgreSQL say, must not work here only because -dev pulled it in).
+depends=$(dpkg-deb -f "$deb" Depends)
+for bin in /usr/sbin/relaygate-pop3d /usr/sbin/relaygate-smtpd /usr/bin/relaygatectl; do
+  for lib in $(objdump -p "$bin" | awk '$1 == "NEEDED" && $2 !~ /^ld-linux/ {print $2}'); do
+    path=$(ldd "$bin" | awk -v l="$lib" '$1 == l {print $3}')
+    [ -n "$path" ] || fail "$bin: $lib not found"
+    # dpkg knows a library by the path its package ships (/lib or /usr/lib, link or target).
+    pkg=""
+    for p in "$path" "$(readlink -f "$path")" "${path#/usr}" "/usr${path}"; do
+      pkg=$(dpkg -S "$p" 2>/dev/null | head -1 | cut -d: -f1 || true)
+      [ -n "$pkg" ] && break
+    done
+    [ -n "$pkg" ] || fail "$bin: $lib ($path) belongs to no package"
+    tr ',' '\n' <<<"$depends" | sed 's/^ *//; s/[ (].*//' | grep -qxF "$pkg" || fail "$bin links $lib from $pkg, which Depends ($depends) lacks"
+  done
+done
 # The four man pages, gzipped (checked in the package: an image's dpkg path-exclude may drop
 # /usr/share/man on disk), and the fail2ban example, a disabled jail plus its filter (conffiles).
 contents=$(dpkg-deb -c "$deb")
