@@ -10,6 +10,7 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <thread>
@@ -68,6 +69,36 @@ const char* const kMigrations[] = {
     "DROP TABLE queue_summary;",
 };
 static_assert(std::size(kMigrations) == Store::kSchemaVersion);
+
+// Cancel requests still running on their own threads (timed_out), and how many may: PQcancel
+// (libpq 15) has no time limit, so a hung server must not make them pile up without end.
+constexpr int kMaxCancelThreads = 4;
+std::atomic<int> cancels_in_flight{0};
+
+// Sends a cancel request for c's running statement from a thread of its own; skipped when
+// kMaxCancelThreads are still out (then statement_timeout and the connection check end it).
+void start_cancel(PGconn* c) {
+  if (cancels_in_flight.fetch_add(1) >= kMaxCancelThreads) {
+    cancels_in_flight.fetch_sub(1);
+    return;
+  }
+  PGcancel* cancel = PQgetCancel(c);
+  if (!cancel) {
+    cancels_in_flight.fetch_sub(1);
+    return;
+  }
+  try {
+    std::thread([cancel] {
+      char buf[256];
+      PQcancel(cancel, buf, sizeof buf);
+      PQfreeCancel(cancel);
+      cancels_in_flight.fetch_sub(1);
+    }).detach();
+  } catch (const std::system_error&) {
+    PQfreeCancel(cancel);
+    cancels_in_flight.fetch_sub(1);
+  }
+}
 
 // pg_advisory_xact_lock key serializing migrations of one database ("rgschema").
 constexpr int64_t kMigrationLockKey = 0x7267736368656d61;
@@ -162,19 +193,7 @@ void PgStore::timed_out(const char* what, const char* phase) {
   // later (a race the cancel can lose; statement_timeout and the connection check bound it on
   // the server). libpq 15's PQcancel connects and waits without a limit of its own, so it runs
   // on a thread of its own: this database thread is free at its deadline.
-  if (conn_ && PQstatus(conn_.get()) == CONNECTION_OK) {
-    if (PGcancel* cancel = PQgetCancel(conn_.get())) {
-      try {
-        std::thread([cancel] {
-          char buf[256];
-          PQcancel(cancel, buf, sizeof buf);
-          PQfreeCancel(cancel);
-        }).detach();
-      } catch (const std::system_error&) {
-        PQfreeCancel(cancel);
-      }
-    }
-  }
+  if (conn_ && PQstatus(conn_.get()) == CONNECTION_OK) start_cancel(conn_.get());
   drop(what, std::string("timeout, no answer within ") + std::to_string(limit_.count()) + " ms (" + phase + ")");
 }
 
@@ -224,7 +243,10 @@ void PgStore::connect(Clock::time_point deadline) {
           {str(limit_.count()), str(kConnectionCheckMs)});
     migrate();
   } catch (...) {
+    // A connection that is up but refused (a newer or foreign schema, a failed setting) is
+    // never kept for the next call: every call on this Store reconnects and is refused again.
     connecting_until_.reset();
+    conn_.reset();
     throw;
   }
   connecting_until_.reset();

@@ -487,6 +487,26 @@ TEST_F(PgStoreTest, NewerSchemaIsRefused) {
   EXPECT_NE(e.find("schema version 99 is newer"), std::string::npos) << e;
 }
 
+// A reconnect that finds a newer schema (another node upgraded it meanwhile) is refused on every
+// call after it too: the refused connection is never kept.
+TEST_F(PgStoreTest, NewerSchemaFoundOnReconnectIsRefusedEveryTime) {
+  PgStore db(pg->uri(), kLimit, kNode);
+  PgSession(pg->name()).exec("UPDATE schema_version SET version=99");
+  PgSession(pg->name())
+      .exec(
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+          "WHERE datname = current_database() AND pid <> pg_backend_pid()");
+  std::this_thread::sleep_for(100ms);
+  for (int i = 0; i < 3; ++i) {
+    try {
+      db.find_user("alice");
+      ADD_FAILURE() << "call " << i << " ran on a database with a newer schema";
+    } catch (const rg::authdb::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("schema version 99 is newer"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST_F(PgStoreTest, ForeignDatabaseIsRefused) {
   PgSession(pg->name(), "relaygate").exec("CREATE TABLE t(x int)");
   const std::string e = error_of(pg->uri());
