@@ -152,9 +152,18 @@ asio::awaitable<void> ServerBase::admit_proxied(config::Listener listener, net::
     stream.close();
     co_return;
   }
-  proxy_headers_.insert(&stream);
-  auto [ec, header] = co_await net::read_proxy_header(stream.lowest_layer(), net::kProxyHeaderTimeout);
-  proxy_headers_.erase(&stream);
+  boost::system::error_code ec;
+  net::ProxyHeader header;
+  {
+    // Untracked however the read ends (an exception too): stop() must never see a dead stream.
+    proxy_headers_.insert(&stream);
+    struct Untrack {
+      std::unordered_set<net::Stream*>& set;
+      net::Stream* stream;
+      ~Untrack() { set.erase(stream); }
+    } untrack{proxy_headers_, &stream};
+    std::tie(ec, header) = co_await net::read_proxy_header(stream.lowest_layer(), net::kProxyHeaderTimeout);
+  }
   if (ec) {
     const std::string_view reason = stopping_                           ? "server-stopping"
                                     : ec == net::errc::timeout          ? "timeout"
