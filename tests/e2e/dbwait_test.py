@@ -100,16 +100,7 @@ class DatabaseLocked(unittest.TestCase):
             return s.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0alice\0" + PW.encode()).decode())
 
     def pop3_login(self):
-        p = poplib.POP3_SSL("127.0.0.1", self.gw.port("pop3d", tls="implicit"), timeout=T,
-                            context=client_tls_context())
-        try:
-            p.user("alice")
-            return p.pass_(PW)
-        finally:
-            try:
-                p.quit()
-            except Exception:
-                pass
+        return harness.pop3s_login(self.gw, "alice", PW, timeout=T)
 
     def timed(self, fn):
         start = time.monotonic()

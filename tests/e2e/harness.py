@@ -167,6 +167,19 @@ def assert_secret_not_logged(testcase, log, secret, *blobs):
         testcase.assertNotIn(form, log, "a secret (%r form) is in the log" % form)
 
 
+def pop3s_login(gw, user, password, timeout=SOCKET_TIMEOUT):
+    """USER/PASS over gw's POP3S listener; returns PASS's reply (raises poplib.error_proto on -ERR)."""
+    p = poplib.POP3_SSL("127.0.0.1", gw.port("pop3d", tls="implicit"), timeout=timeout, context=client_tls_context())
+    try:
+        p.user(user)
+        return p.pass_(password)
+    finally:
+        try:
+            p.quit()
+        except Exception:
+            pass
+
+
 def client_tls_context():
     """TLS client context for the harness' self-signed certificate (no verification)."""
     ctx = ssl.create_default_context()

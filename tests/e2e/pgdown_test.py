@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import harness  # noqa: E402
 import pgtest  # noqa: E402
-from harness import Gateway, client_tls_context  # noqa: E402
+from harness import Gateway  # noqa: E402
 
 PW = "s3cret-pass"
 T = 15
@@ -39,15 +39,7 @@ class StartWhilePostgresDown(unittest.TestCase):
         cls.pg.close()
 
     def pop3_login(self, gw):
-        p = poplib.POP3_SSL("127.0.0.1", gw.port("pop3d", tls="implicit"), timeout=T, context=client_tls_context())
-        try:
-            p.user("alice")
-            return p.pass_(PW)
-        finally:
-            try:
-                p.quit()
-            except Exception:
-                pass
+        return harness.pop3s_login(gw, "alice", PW, timeout=T)
 
     def relay_rcpt(self, gw):
         with smtplib.SMTP("127.0.0.1", gw.port("smtpd", mode="relay"), timeout=T) as s:
