@@ -7,7 +7,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "authdb/backend.h"
-#include "authdb/status.h"
+#include "authdb/status_publish.h"
 #include "pop3d/session.h"
 #include "shared/daemon.h"
 #include "shared/fsutil.h"
@@ -51,17 +51,7 @@ asio::awaitable<void> Server::session(config::Listener listener, net::Stream str
   return run_session(*this, std::move(listener), std::move(stream), std::move(token));
 }
 
-asio::awaitable<void> Server::rewrite_status() {
-  // The snapshot is read on authdb's read lane, the write and its fsync run on the pool. Named
-  // jobs, not temporaries: g++ 12 double-destroys prvalue arguments to a coroutine inside
-  // co_await (the GCC PR 100611 family).
-  auto read = [now = static_cast<int64_t>(std::time(nullptr))](authdb::Store& s) {
-    return authdb::read_status(s, now);
-  };
-  authdb::StatusSnapshot snapshot = co_await db.run(authdb::Lane::Read, "read status", read);
-  auto job = [file = status.file(), snap = std::move(snapshot)] { authdb::write_status_file(file, snap); };
-  co_await pool.run(job);
-}
+asio::awaitable<void> Server::rewrite_status() { return authdb::rewrite_status(db, pool, status.file()); }
 
 void Server::on_start() { spawn(housekeeping()); }
 

@@ -4,6 +4,7 @@
 // parsers disagree on which one wins, so the file would not say what it seems to say).
 #include "shared/config.h"
 
+#include <pwd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -268,6 +269,62 @@ void read_mechanisms(ObjectReader& r, const std::string& key, std::vector<std::s
   }
 }
 
+// A socket file mode as an octal string ("0660"); at most 0777.
+unsigned read_mode(ObjectReader& r, const std::string& key, unsigned fallback) {
+  std::string s;
+  r.get_string(key, s);
+  if (s.empty()) return fallback;
+  if (s.size() > 4 || s.find_first_not_of("01234567") != std::string::npos)
+    r.fail(r.key_path(key), "expected an octal mode such as \"0660\"", json(s));
+  return static_cast<unsigned>(std::stoul(s, nullptr, 8)) & 0777U;
+}
+
+void read_policyd(const json& v, Policyd& out, const std::string& file, const fs::path& base) {
+  ObjectReader p(v, "policyd", file);
+  if (const json* l = p.find("listen")) {
+    if (!l->is_array()) p.fail("policyd.listen", "expected an array of listener objects", *l);
+    out.listen.clear();
+    for (size_t i = 0; i < l->size(); ++i) {
+      const std::string path = "policyd.listen[" + std::to_string(i) + "]";
+      ObjectReader r((*l)[i], path, file);
+      PolicyListener pl;
+      int64_t port = -1;
+      r.get_string("address", pl.address);
+      r.get_int("port", port, 1, 65535);
+      r.get_path("path", pl.path, base);
+      const bool mode_given = r.find("mode") != nullptr;
+      pl.mode = read_mode(r, "mode", pl.mode);
+      r.finish();
+      if (!pl.path.empty()) {
+        if (!pl.address.empty() || port >= 0)
+          throw ConfigError(file + ": " + path + ": either \"path\" (unix socket) or \"address\" and \"port\"");
+      } else {
+        if (mode_given) throw ConfigError(file + ": " + path + ".mode: only for a unix socket (\"path\")");
+        if (pl.address.empty()) throw ConfigError(file + ": " + path + ".address: required (or \"path\")");
+        if (port < 0) throw ConfigError(file + ": " + path + ".port: required");
+        if (!canonical_ip(pl.address))
+          throw ConfigError(file + ": " + path + ".address: expected an IPv4 or IPv6 address, got \"" + pl.address +
+                            "\"");
+        pl.port = static_cast<uint16_t>(port);
+      }
+      out.listen.push_back(pl);
+    }
+  }
+  if (const json* g = p.find("grant_socket")) {
+    ObjectReader r(*g, "policyd.grant_socket", file);
+    std::string path;
+    r.get_string("path", path, true);
+    out.grant_socket.path = path.empty() ? fs::path() : (fs::path(path).is_absolute() ? fs::path(path) : base / path);
+    r.get_string_list("allowed_users", out.grant_socket.allowed_users);
+    out.grant_socket.mode = read_mode(r, "mode", out.grant_socket.mode);
+    r.finish();
+  }
+  p.get_int("request_timeout_seconds", out.request_timeout_seconds, 1, 3600);
+  p.get_int("idle_timeout_seconds", out.idle_timeout_seconds, 1, 86400);
+  p.get_int("max_connections", out.max_connections, 1, 100000);
+  p.finish();
+}
+
 std::string system_hostname() {
   char buf[256] = {};
   if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
@@ -282,6 +339,23 @@ bool valid_domain(const std::string& d) {
 }
 
 }  // namespace
+
+void resolve_allowed_users(GrantSocket& g, const std::string& file) {
+  g.allowed_uids.clear();
+  if (g.path.empty()) return;  // off: nobody to resolve (the default "dovecot" may not exist)
+  for (size_t i = 0; i < g.allowed_users.size(); ++i) {
+    const std::string& u = g.allowed_users[i];
+    if (u.find_first_not_of("0123456789") == std::string::npos && u.size() <= 10) {
+      g.allowed_uids.push_back(static_cast<uint32_t>(std::stoul(u)));
+      continue;
+    }
+    const passwd* pw = ::getpwnam(u.c_str());
+    if (pw == nullptr)
+      throw ConfigError(file + ": policyd.grant_socket.allowed_users[" + std::to_string(i) + "]: no such user \"" + u +
+                        "\"");
+    g.allowed_uids.push_back(pw->pw_uid);
+  }
+}
 
 bool is_postgres_uri(const std::string& s) {
   for (const char* scheme : kPostgresUriSchemes)
@@ -309,6 +383,10 @@ Config defaults(const fs::path& base_dir) {
   };
   c.pop3d.listen = {loopback(2110, TlsMode::StartTls, SmtpMode::Relay),
                     loopback(2995, TlsMode::Implicit, SmtpMode::Relay)};
+  PolicyListener policy;
+  policy.address = "127.0.0.1";
+  policy.port = kDefaultPolicyPort;
+  c.policyd.listen = {policy};
   c.smtpd.listen = {loopback(2525, TlsMode::StartTls, SmtpMode::Relay),
                     loopback(2587, TlsMode::StartTls, SmtpMode::Submission),
                     loopback(2465, TlsMode::Implicit, SmtpMode::Submissions)};
@@ -416,6 +494,7 @@ Config parse(const std::string& text, const fs::path& name, const fs::path& base
     s.get_int("greeting_pause_ms", c.smtpd.greeting_pause_ms, 0, 60000);
     s.finish();
   }
+  if (const json* v = r.find("policyd")) read_policyd(*v, c.policyd, file, base_dir);
   if (const json* v = r.find("smarthost")) {
     ObjectReader h(*v, "smarthost", file);
     int64_t port = -1;
@@ -463,6 +542,7 @@ Config parse(const std::string& text, const fs::path& name, const fs::path& base
     ra.finish();
   }
   r.finish();
+  resolve_allowed_users(c.policyd.grant_socket, file);
   if (c.local_domains.empty()) throw ConfigError(file + ": local_domains: at least one domain is required");
   return c;
 }

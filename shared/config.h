@@ -87,6 +87,42 @@ struct Smtpd {
   int64_t greeting_pause_ms = 0;          // wait for early talkers before the 220 (0 = off)
 };
 
+// relaygate-policyd (issue 13): Postfix's SMTPD policy delegation protocol (SMTPD_POLICY_README)
+// on loopback TCP and/or unix sockets, and the grant socket Dovecot's post-login program writes to.
+// 10046: no well-known policy service uses it (postgrey 10023, amavis 10024-10027, cluebringer
+// 10031, postfwd 10040, policyd-weight 12525, sqlgrey 2501, quota-status 12340, mtpolicyd 12345,
+// Postfix's own example 9998) and /etc/services names nothing there.
+inline constexpr uint16_t kDefaultPolicyPort = 10046;
+// Paths under the unit's RuntimeDirectory=relaygate-policyd (systemd/relaygate-policyd.service).
+inline constexpr const char* kDefaultPolicySocket = "/run/relaygate-policyd/policy.sock";
+inline constexpr const char* kDefaultGrantSocket = "/run/relaygate-policyd/grant.sock";
+
+struct PolicyListener {
+  std::string address;  // TCP (loopback by default): address and port
+  uint16_t port = 0;
+  fs::path path;         // or a unix socket (address empty)
+  unsigned mode = 0666;  // the socket file's mode: Postfix's smtpd runs as user postfix
+  bool operator==(const PolicyListener&) const = default;
+};
+
+struct GrantSocket {
+  fs::path path;                                         // "" = off
+  std::vector<std::string> allowed_users = {"dovecot"};  // names or numeric uids, as written
+  std::vector<uint32_t> allowed_uids;                    // resolved at load (getpwnam), when path is set
+  unsigned mode = 0660;
+  bool operator==(const GrantSocket&) const = default;
+};
+
+struct Policyd {
+  std::vector<PolicyListener> listen;
+  GrantSocket grant_socket;
+  int64_t request_timeout_seconds = 10;  // a started request (or grant line) must complete
+  // Between requests on a reused connection: above Postfix's smtpd_policy_service_max_idle
+  // (300 s), so Postfix is the one that closes an idle connection.
+  int64_t idle_timeout_seconds = 330;
+  int64_t max_connections = 200;
+};
+
 // The one relay all non-local mail goes to (issue 5). No host: non-local RCPTs are refused with
 // 550 5.7.1 and nothing is ever queued for relay. Timeouts: RFC 5321 §4.5.3.2 (client side).
 struct Smarthost {
@@ -153,10 +189,15 @@ struct Config {
   Auth auth;
   Pop3d pop3d;
   Smtpd smtpd;
+  Policyd policyd;
   Smarthost smarthost;
   Queue queue;
   RunAs run_as;
 };
+
+// Fills grant_socket.allowed_uids from allowed_users (getpwnam; numeric strings are uids) when
+// the socket is on; an unknown name is a ConfigError naming the key. parse() calls it.
+void resolve_allowed_users(GrantSocket& g, const std::string& file);
 
 // The embedded defaults, with relative paths resolved against base_dir.
 Config defaults(const fs::path& base_dir);

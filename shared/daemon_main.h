@@ -108,9 +108,11 @@ int run_main(int argc, char** argv, const MainOptions& opt) {
     config::Config cfg = config::load_or_defaults(config_file);
     cfg.run_as.allow_root = cfg.run_as.allow_root || allow_root;
     const bool is_smtpd = std::string_view(opt.log_name) == "smtpd";
+    const bool is_policyd = std::string_view(opt.log_name) == "policyd";  // no TLS, no Maildirs
     // Issue 9: what the daemon will need, checked as the user it will run as, before anything
     // is created: a root-owned database or an unwritable spool stops the start with its name.
-    if (!preflight::log_report(preflight::check_as_service_user(cfg, !is_smtpd, is_smtpd))) return 1;
+    if (!preflight::log_report(preflight::check_as_service_user(cfg, !is_smtpd && !is_policyd, is_smtpd, !is_policyd)))
+      return 1;
     if (check_only) {
       std::cout << (config_file.empty() ? "embedded defaults" : config_file) << ": ok\n";
       return 0;

@@ -104,12 +104,12 @@ void check_tls(std::vector<Finding>& out, const config::Config& cfg) {
 
 }  // namespace
 
-std::vector<Finding> check(const config::Config& cfg, bool pop3d, bool smtpd) {
+std::vector<Finding> check(const config::Config& cfg, bool pop3d, bool smtpd, bool mail) {
   std::vector<Finding> out;
-  check_tls(out, cfg);
+  if (mail) check_tls(out, cfg);
   if (cfg.database_uri.empty()) writable_file(out, "database", cfg.database);  // PostgreSQL: checked by connecting
   writable_folder(out, "status_file", cfg.status_file.parent_path());
-  writable_folder(out, "maildir_root", cfg.maildir_root);
+  if (mail) writable_folder(out, "maildir_root", cfg.maildir_root);
   if (smtpd) writable_folder(out, "spool_dir", cfg.spool_dir);
   if (smtpd && !cfg.smarthost.password_file.empty())
     readable_file(out, "smarthost.password_file", cfg.smarthost.password_file);
@@ -117,10 +117,10 @@ std::vector<Finding> check(const config::Config& cfg, bool pop3d, bool smtpd) {
   return out;
 }
 
-std::vector<Finding> check_as_service_user(const config::Config& cfg, bool pop3d, bool smtpd) {
-  if (::geteuid() != 0 || cfg.run_as.allow_root) return check(cfg, pop3d, smtpd);
+std::vector<Finding> check_as_service_user(const config::Config& cfg, bool pop3d, bool smtpd, bool mail) {
+  if (::geteuid() != 0 || cfg.run_as.allow_root) return check(cfg, pop3d, smtpd, mail);
   if (cfg.run_as.user.empty() || ::getpwnam(cfg.run_as.user.c_str()) == nullptr) {
-    auto out = check(cfg, pop3d, smtpd);
+    auto out = check(cfg, pop3d, smtpd, mail);
     out.insert(out.begin(),
                {true, cfg.run_as.user.empty()
                           ? "running as root: set run_as.user to an unprivileged user (or allow root explicitly)"
@@ -140,7 +140,7 @@ std::vector<Finding> check_as_service_user(const config::Config& cfg, bool pop3d
     std::string text;
     try {
       daemon::drop_privileges(cfg.run_as.user, cfg.run_as.group, false);
-      for (const auto& f : check(cfg, pop3d, smtpd)) text += (f.error ? "E" : "W") + f.message + "\n";
+      for (const auto& f : check(cfg, pop3d, smtpd, mail)) text += (f.error ? "E" : "W") + f.message + "\n";
     } catch (const std::exception& e) {
       text = std::string("E") + e.what() + "\n";
     }

@@ -20,11 +20,12 @@ struct Finding {
 inline constexpr long kCertificateWarnDays = 30;
 
 // Every check, run as the current user. `daemons` says whose folders: "pop3d", "smtpd" or both.
-std::vector<Finding> check(const config::Config& cfg, bool pop3d, bool smtpd);
+// `mail`: the TLS files and the Maildir root (relaygate-policyd serves neither: false).
+std::vector<Finding> check(const config::Config& cfg, bool pop3d, bool smtpd, bool mail = true);
 
 // check(), but as run_as.user when called as root and that user exists (in a forked child);
 // as root otherwise (the finding then says the user is missing).
-std::vector<Finding> check_as_service_user(const config::Config& cfg, bool pop3d, bool smtpd);
+std::vector<Finding> check_as_service_user(const config::Config& cfg, bool pop3d, bool smtpd, bool mail = true);
 
 // Prints findings as "<error|warning>: <message>" lines to stderr; returns true when no error.
 bool report(const std::vector<Finding>& findings);
