@@ -40,6 +40,7 @@ SOCKET_TIMEOUT = 10.0  # default for every socket operation in tests
 DAEMONS = {
     "pop3d": ("RG_POP3D", "relaygate-pop3d"),
     "smtpd": ("RG_SMTPD", "relaygate-smtpd"),
+    "policyd": ("RG_POLICYD", "relaygate-policyd"),
 }
 AUTO = "auto"  # a listener "port" value the harness replaces with a free port
 
@@ -346,9 +347,9 @@ class Gateway:
         self._taken = set()
         self._auto = {}  # daemon -> indexes of the listeners whose port the harness picked
         self.config = deep_merge(self._defaults(), overrides or {})
-        for daemon in ("pop3d", "smtpd"):
+        for daemon in ("pop3d", "smtpd", "policyd"):
             for i, listener in enumerate(self.config.get(daemon, {}).get("listen", [])):
-                if listener.get("port", AUTO) == AUTO:
+                if "path" not in listener and listener.get("port", AUTO) == AUTO:
                     listener["port"] = self._port(listener.get("address", "127.0.0.1"))
                     self._auto.setdefault(daemon, []).append(i)
         self.config_path = os.path.join(self.dir, "relaygate.json")
@@ -388,6 +389,9 @@ class Gateway:
                 {"address": "127.0.0.1", "port": AUTO, "mode": "submission", "tls": "starttls"},
                 {"address": "127.0.0.1", "port": AUTO, "mode": "submissions", "tls": "implicit"},
             ]},
+            # relaygate-policyd (issue 13): gw.start("policyd"), gw.port("policyd"); a grant socket
+            # via overrides {"policyd": {"grant_socket": {"path": "var/grant.sock", ...}}}.
+            "policyd": {"listen": [{"address": "127.0.0.1", "port": AUTO}]},
         }
 
     def path(self, key):
@@ -447,7 +451,7 @@ class Gateway:
             argv = wrapper + [binary, "--config", self.config_path] + list(extra_args)
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.dir)
             log.close()
-            ports = [l["port"] for l in self.listeners(daemon)]
+            ports = [l["port"] for l in self.listeners(daemon) if "port" in l]
             d = Daemon(daemon, proc, log_path, ports)
             self.daemons[daemon] = d
             deadline = time.monotonic() + timeout
