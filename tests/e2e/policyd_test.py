@@ -1,6 +1,7 @@
 """relaygate-policyd over real sockets: grants made by relaygatectl answer OK, others DUNNO."""
 import os
 import socket
+import subprocess
 import sys
 import unittest
 
@@ -22,7 +23,8 @@ def ask(sock, **attrs):
 class PolicydTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.gw = harness.Gateway()
+        cls.gw = harness.Gateway({"policyd": {"grant_socket": {"path": "var/grant.sock",
+                                                              "allowed_users": [str(os.getuid())]}}})
         cls.gw.add_user("alice", "secret-pw")
         cls.gw.ctl("grant", "add", "127.0.0.2", "--user", "alice")
         cls.gw.start("policyd")
@@ -46,6 +48,21 @@ class PolicydTest(unittest.TestCase):
             s.sendall(b"request=smtpd_access_policy\ngarbage\n\n")
             self.assertEqual(s.recv(100), b"action=DUNNO\n\n")
             self.assertEqual(s.recv(100), b"")
+
+
+    def test_postlogin_grants_and_execs(self):
+        marker = os.path.join(self.gw.dir, "marker")
+        env = {"IP": "127.0.0.9", "USER": "alice@" + harness.LOCAL_DOMAIN}
+        p = subprocess.run([os.environ["RG_POSTLOGIN"], "--method=dovecot-pop3",
+                            "--socket=" + os.path.join(self.gw.dir, "var/grant.sock"),
+                            "/usr/bin/touch", marker], env=env, capture_output=True, text=True, timeout=10)
+        self.assertEqual((p.returncode, p.stderr), (0, ""))
+        self.assertTrue(os.path.exists(marker))
+        self.assertIn("127.0.0.9", self.gw.ctl("grant", "list").stdout)
+        p = subprocess.run([os.environ["RG_POSTLOGIN"], "--socket=/nonexistent.sock", "/bin/true"],
+                           env=env, capture_output=True, text=True, timeout=10)
+        self.assertEqual(p.returncode, 0)
+        self.assertIn("not recorded", p.stderr)
 
 
 if __name__ == "__main__":
