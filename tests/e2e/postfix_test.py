@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import harness  # noqa: E402
 import mta  # noqa: E402
+import pgtest  # noqa: E402
 from harness import Gateway  # noqa: E402
 from queue_test import FakeSmarthost  # noqa: E402
 
@@ -44,6 +45,10 @@ MAPS = os.path.join(SOURCE, "..", "..", "config", "postfix")
 GRANTED, UNGRANTED, EXPIRING, REVOKED, SASL_CLIENT = "127.0.0.2", "127.0.0.3", "127.0.0.6", "127.0.0.7", "127.0.0.8"
 EXPIRING_TTL = 2  # seconds: the grant that is seen live, then expired
 DB_TIMEOUT_MS = 1000
+POLICYD = os.environ.get("RG_POLICYD")  # unset while the build has no relaygate-policyd target
+NEEDS_POLICYD = unittest.skipUnless(POLICYD, "RG_POLICYD is not set (no relaygate-policyd in this build)")
+SASL_USER, SASL_PW = "carol", "sasl-secret-2"  # a Dovecot user (Postfix's SASL), not a relaygate user
+DOWN_CLIENT = "127.0.0.9"
 
 
 def smtp_from(port, source):
@@ -230,6 +235,112 @@ class LookupTable(MtaClass):
         self.assertIn("attempt to write a readonly database", err)
         self.gw.start("pop3d")
         self.assertEqual(self.pf.postmap_query(GRANTED, self.map), (0, "OK", ""))
+
+
+@harness.needs_tool("postfix")
+@harness.needs_tool("dovecot")
+class OnPostgres(MtaClass):
+    """relaygate on PostgreSQL; Postfix asks relaygate-policyd (README snippet), SASL via Dovecot."""
+
+    @classmethod
+    def start(cls):
+        try:
+            cls.pg = pgtest.Postgres()
+        except pgtest.PgUnavailable:
+            harness.missing_client("PostgreSQL 15 (postgresql-15)")
+        cls.cleanups.append(cls.pg.close)
+        cls.pg.start()
+        uri = cls.pg.create_database("relaygate")
+        cls.sink = FakeSmarthost().start()
+        cls.cleanups.append(cls.sink.stop)
+        overrides = {"database": uri, "database_timeout_ms": DB_TIMEOUT_MS,
+                     "auth": {"allow_plaintext_without_tls": True, "failure_delay_max_ms": 100},
+                     "pop3d": {"listen": [{"address": "127.0.0.1", "port": "auto", "tls": "none"}]}}
+        if POLICYD:
+            overrides["policyd"] = {"listen": [{"address": "127.0.0.1", "port": "auto"}]}
+        cls.gw = Gateway(overrides)
+        cls.cleanups.append(cls.gw.close)
+        cls.gw.add_user("alice", PW)
+        cls.gw.start("pop3d")
+        restrictions = "permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination"
+        if POLICYD:
+            cls.gw.start("policyd")
+            # README "Use with an existing Postfix", with the test's port.
+            restrictions = ("permit_mynetworks, permit_sasl_authenticated, check_policy_service "
+                            "{ inet:127.0.0.1:%d, default_action=DUNNO }, reject_unauth_destination"
+                            % cls.gw.port("policyd"))
+        folder = tempfile.mkdtemp(prefix="rg-mta-")
+        cls.cleanups.append(lambda: subprocess.run(["rm", "-rf", folder], timeout=30))
+        cls.dovecot = mta.Dovecot(folder, {SASL_USER: SASL_PW})
+        cls.cleanups.append(cls.dovecot.stop)
+        cls.dovecot.start()
+        cls.pf = mta.Postfix(folder, cls.sink.port, main={
+            "smtpd_relay_restrictions": restrictions,
+            "smtpd_sasl_auth_enable": "yes",
+            "smtpd_sasl_type": "dovecot",
+            "smtpd_sasl_path": cls.dovecot.auth_socket,
+            "smtpd_sasl_security_options": "noanonymous"})
+        cls.cleanups.append(cls.pf.stop)
+        cls.pf.start()
+        reply = pop3_login(cls.gw, GRANTED)
+        if not reply.startswith(b"+OK"):
+            raise AssertionError("POP3 login from %s: %r" % (GRANTED, reply))
+
+    @NEEDS_POLICYD
+    def test_granted_ip_relays_through_the_policy_service(self):
+        code, msg = send(self.pf.port, GRANTED, "far@remote.test", "policy-granted")
+        self.assertEqual(code, 250, msg)
+        wait_subject(self.sink, "policy-granted")
+
+    def test_ungranted_ip_is_refused_relay_access_denied(self):
+        code, msg = rcpt(self.pf.port, UNGRANTED, "far@remote.test")
+        self.assertEqual((code, msg), (554, b"5.7.1 <far@remote.test>: Relay access denied"))
+
+    def test_sasl_authenticated_client_relays_from_an_ungranted_ip(self):
+        code, msg = send(self.pf.port, SASL_CLIENT, "far@remote.test", "policy-sasl", login=(SASL_USER, SASL_PW))
+        self.assertEqual(code, 250, msg)
+        wait_subject(self.sink, "policy-sasl")
+        self.pf.wait_log(r"client=unknown\[%s\], sasl_method=PLAIN, sasl_username=%s" % (SASL_CLIENT.replace(".", r"\."),
+                                                                                         SASL_USER))
+
+    def test_pgsql_map_with_its_least_privilege_role(self):
+        # The role and grants pgsql's map file describes, then postmap -q as user postfix.
+        self.pg.psql("CREATE ROLE postfix_grants LOGIN;"
+                     "GRANT CONNECT ON DATABASE relaygate TO postfix_grants;", check=False)
+        self.pg.psql("GRANT SELECT (ip, user_id, expires_at, ttl) ON grants TO postfix_grants;"
+                     "GRANT SELECT (id, enabled) ON users TO postfix_grants;", db="relaygate")
+        for folder in (self.pg.base, self.pg.sockdir):  # pgtest's are private; postfix must reach the socket
+            os.chmod(folder, 0o711)
+        uri = "postgresql://postfix_grants@/relaygate?host=%s&port=%d" % (self.pg.sockdir, self.pg.port)
+        cf = map_file(self.pf.base, "relaygate-grants-pgsql.cf", {"hosts = db.example.com": "hosts = " + uri})
+        table = "pgsql:" + cf
+        self.assertEqual(self.pf.postmap_query(GRANTED, table), (0, "OK", ""))
+        for key in ("127.0.0", "127.0", "127", UNGRANTED):
+            self.assertEqual(self.pf.postmap_query(key, table), (1, "", ""), key)
+        # The role cannot read the password hashes.
+        with self.assertRaisesRegex(RuntimeError, "permission denied for table users"):
+            self.pg.psql("SELECT password_hash FROM users;", db="relaygate", user="postfix_grants")
+
+    @NEEDS_POLICYD
+    def test_zz_database_down_defers_relaying_and_local_delivery_goes_on(self):
+        # Runs last (name): PostgreSQL stopped. policyd answers DEFER_IF_REJECT, so the
+        # reject_unauth_destination that follows becomes Postfix's deferral; a local recipient
+        # never needs the policy's OK and is delivered.
+        self.pg.stop(mode="immediate")
+        try:
+            code, msg = rcpt(self.pf.port, DOWN_CLIENT, "far@remote.test")
+            self.assertEqual((code, msg[:5]), (450, b"4.3.0"), msg)
+            self.assertIn(b"<far@remote.test>", msg)
+            before = len(self.pf.maildir_messages("alice"))
+            code, msg = send(self.pf.port, DOWN_CLIENT, "alice@example.test", "local-while-down")
+            self.assertEqual(code, 250, msg)
+            deadline = time.monotonic() + T
+            while not any("Subject: local-while-down" in m for m in self.pf.maildir_messages("alice")):
+                self.assertLess(time.monotonic(), deadline, "no local delivery while the database is down")
+                time.sleep(0.05)
+            self.assertEqual(len(self.pf.maildir_messages("alice")), before + 1)
+        finally:
+            self.pg.start()
 
 
 if __name__ == "__main__":
