@@ -73,14 +73,13 @@ def grant_of(gw, ip):
     return [g for g in gw.grants() if g["ip"] == ip]
 
 
+@unittest.skipUnless(os.environ.get("RG_POLICYD") and os.environ.get("RG_POSTLOGIN"),
+                     "RG_POLICYD or RG_POSTLOGIN is not set (no relaygate-policyd in this build)")
 @harness.needs_tool("dovecot")
 @harness.needs_tool("postfix")
 class DovecotLogins(MtaClass):
     @classmethod
     def start(cls):
-        for env in ("RG_POLICYD", "RG_POSTLOGIN"):
-            if not os.environ.get(env):
-                raise unittest.SkipTest("%s is not set (no relaygate-policyd in this build)" % env)
         cls.sink = FakeSmarthost().start()
         cls.cleanups.append(cls.sink.stop)
         # The grant socket lives in a folder the post-login user can reach (the gateway's own
