@@ -57,7 +57,8 @@ for m in man8/relaygatectl.8.gz man8/relaygate-smtpd.8.gz man8/relaygate-pop3d.8
 done
 for f in /etc/fail2ban/filter.d/relaygate.conf /etc/fail2ban/jail.d/relaygate.conf \
          /usr/share/doc/relaygate/examples/fail2ban/filter.d/relaygate.conf \
-         /usr/share/doc/relaygate/examples/fail2ban/jail.d/relaygate.conf; do
+         /usr/share/doc/relaygate/examples/fail2ban/jail.d/relaygate.conf \
+         /usr/share/relaygate/postfix/relaygate-grants-sqlite.cf /usr/share/relaygate/postfix/relaygate-grants-pgsql.cf; do
   [ -e "$f" ] || fail "$f missing after install"
 done
 dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | grep -qx /etc/fail2ban/jail.d/relaygate.conf || fail "fail2ban jail is not a conffile"
