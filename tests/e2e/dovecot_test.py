@@ -11,6 +11,7 @@ logs in to Dovecot, and no grant is made. One Dovecot, one Postfix, one relaygat
 
 RG_SMTPD, RG_POP3D, RG_CTL, RG_POLICYD, RG_POSTLOGIN name the binaries. Runs as root.
 """
+import grp
 import imaplib
 import os
 import poplib
@@ -84,10 +85,10 @@ class DovecotLogins(MtaClass):
         cls.cleanups.append(cls.sink.stop)
         # The grant socket lives in a folder the post-login user can reach (the gateway's own
         # folder stays private).
-        cls.run = tempfile.mkdtemp(prefix="rg-grant-")
-        cls.cleanups.append(lambda: shutil.rmtree(cls.run, ignore_errors=True))
-        os.chmod(cls.run, 0o755)
-        cls.grant_socket = os.path.join(cls.run, "grant.sock")
+        cls.rundir = tempfile.mkdtemp(prefix="rg-grant-")
+        cls.cleanups.append(lambda: shutil.rmtree(cls.rundir, ignore_errors=True))
+        os.chmod(cls.rundir, 0o755)
+        cls.grant_socket = os.path.join(cls.rundir, "grant.sock")
         cls.gw = Gateway({
             "smarthost": {"host": "127.0.0.1", "port": cls.sink.port, "tls": "none"},
             "queue": {"first_retry_seconds": 1, "max_retry_seconds": 2, "delay_warning_seconds": 0},
@@ -103,7 +104,10 @@ class DovecotLogins(MtaClass):
         folder = tempfile.mkdtemp(prefix="rg-mta-")
         cls.cleanups.append(lambda: shutil.rmtree(folder, ignore_errors=True))
         cls.dovecot = mta.Dovecot(folder, DOVECOT_USERS, postlogin=(os.environ["RG_POSTLOGIN"], cls.grant_socket),
-                                  postlogin_user=POSTLOGIN_USER)
+                                  postlogin_user=POSTLOGIN_USER,
+                                  # policyd runs as root here: its socket is root's group's, as it
+                                  # is relaygate's under the unit (README "Use with an existing Dovecot")
+                                  postlogin_group=grp.getgrgid(os.stat(cls.grant_socket).st_gid).gr_name)
         cls.cleanups.append(cls.dovecot.stop)
         cls.dovecot.start()
         cls.pf = mta.Postfix(folder, cls.sink.port, main={

@@ -344,7 +344,7 @@ class Dovecot:
     as user `postlogin_user` after every completed login (README "Use with an existing Dovecot").
     """
 
-    def __init__(self, folder, users, postlogin=None, postlogin_user="dovecot"):
+    def __init__(self, folder, users, postlogin=None, postlogin_user="dovecot", postlogin_group="relaygate"):
         self.binary = harness.require_tool("dovecot", "/usr/sbin/dovecot")
         self.base = os.path.join(folder, "dovecot")
         self.conf = os.path.join(_refuse_system(self.base), "dovecot.conf")
@@ -373,7 +373,7 @@ class Dovecot:
             program, grant_socket = postlogin
             for proto in ("imap", "pop3"):
                 services += POSTLOGIN_CONF % {"proto": proto, "program": program, "socket": grant_socket,
-                                              "user": postlogin_user}
+                                              "user": postlogin_user, "group": postlogin_group}
         with open(self.conf, "w") as f:
             f.write(DOVECOT_CONF % {"name": "rg-test-%d" % os.getpid(), "run": self.run_dir, "state": self.state_dir,
                                     "log": self.log_path, "users": users_file, "uid": MAIL_UID, "gid": MAIL_GID,
@@ -482,6 +482,9 @@ POSTLOGIN_CONF = """\
 service %(proto)s-postlogin {
   executable = script-login %(program)s --method=dovecot-%(proto)s --socket=%(socket)s
   user = %(user)s
+  # the group of relaygate-policyd's grant socket (mode 0660): post-login processes get only
+  # their primary group otherwise
+  extra_groups = %(group)s
   unix_listener %(proto)s-postlogin {
   }
 }
