@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 
-PAGES = ["relaygatectl.8", "relaygate-smtpd.8", "relaygate-pop3d.8", "relaygate.json.5"]
+PAGES = ["relaygatectl.8", "relaygate-smtpd.8", "relaygate-pop3d.8", "relaygate-policyd.8", "relaygate.json.5"]
 
 
 def subcommands(ctl, *group):
@@ -52,7 +52,7 @@ def main():
         if "Fl %s" % option[1:] not in page:
             failures.append("relaygatectl.8 does not document %s" % option)
 
-    for daemon in ("relaygate-smtpd.8", "relaygate-pop3d.8"):
+    for daemon in ("relaygate-smtpd.8", "relaygate-pop3d.8", "relaygate-policyd.8"):
         with open(os.path.join(man_dir, daemon)) as f:
             text = f.read()
         for needle in ("Fl -config", "Fl -check-config", "Fl -allow-root", "Fl -version", "Fl -help",

@@ -26,7 +26,8 @@ dpkg-deb -f "$deb" Package | grep -qx relaygate || fail "package name"
 dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | grep -qx /etc/relaygate/relaygate.json || fail "relaygate.json is not a conffile"
 
 DEBIAN_FRONTEND=noninteractive dpkg -i "$deb" || fail "dpkg -i"
-for f in /usr/sbin/relaygate-pop3d /usr/sbin/relaygate-smtpd /usr/bin/relaygatectl \
+for f in /usr/sbin/relaygate-pop3d /usr/sbin/relaygate-smtpd /usr/sbin/relaygate-policyd /usr/bin/relaygatectl \
+         /usr/libexec/relaygate/relaygate-dovecot-postlogin /usr/lib/systemd/system/relaygate-policyd.service \
          /usr/lib/systemd/system/relaygate-pop3d.service /usr/lib/systemd/system/relaygate-smtpd.service \
          /usr/lib/systemd/system/relaygate.target /etc/relaygate/relaygate.json \
          /etc/relaygate/tls/cert.pem /etc/relaygate/tls/key.pem; do
@@ -35,7 +36,8 @@ done
 # Every shared library the programs link is in a package the .deb depends on (a library added
 # to the build, libpq for PostgreSQL say, must not work here only because -dev pulled it in).
 depends=$(dpkg-deb -f "$deb" Depends)
-for bin in /usr/sbin/relaygate-pop3d /usr/sbin/relaygate-smtpd /usr/bin/relaygatectl; do
+for bin in /usr/sbin/relaygate-pop3d /usr/sbin/relaygate-smtpd /usr/sbin/relaygate-policyd /usr/bin/relaygatectl \
+           /usr/libexec/relaygate/relaygate-dovecot-postlogin; do
   for lib in $(objdump -p "$bin" | awk '$1 == "NEEDED" && $2 !~ /^ld-linux/ {print $2}'); do
     path=$(ldd "$bin" | awk -v l="$lib" '$1 == l {print $3}')
     [ -n "$path" ] || fail "$bin: $lib not found"
@@ -49,10 +51,11 @@ for bin in /usr/sbin/relaygate-pop3d /usr/sbin/relaygate-smtpd /usr/bin/relaygat
     tr ',' '\n' <<<"$depends" | sed 's/^ *//; s/[ (].*//' | grep -qxF "$pkg" || fail "$bin links $lib from $pkg, which Depends ($depends) lacks"
   done
 done
-# The four man pages, gzipped (checked in the package: an image's dpkg path-exclude may drop
+# The man pages, gzipped (checked in the package: an image's dpkg path-exclude may drop
 # /usr/share/man on disk), and the fail2ban example, a disabled jail plus its filter (conffiles).
 contents=$(dpkg-deb -c "$deb")
-for m in man8/relaygatectl.8.gz man8/relaygate-smtpd.8.gz man8/relaygate-pop3d.8.gz man5/relaygate.json.5.gz; do
+for m in man8/relaygatectl.8.gz man8/relaygate-smtpd.8.gz man8/relaygate-pop3d.8.gz man8/relaygate-policyd.8.gz \
+         man5/relaygate.json.5.gz; do
   grep -q " \./usr/share/man/$m\$" <<<"$contents" || fail "man page $m not in the package"
 done
 for f in /etc/fail2ban/filter.d/relaygate.conf /etc/fail2ban/jail.d/relaygate.conf \
