@@ -9,6 +9,7 @@
 
 #include "authdb/client.h"
 #include "authdb/status.h"
+#include "shared/log.h"
 
 namespace rg::authdb {
 
@@ -20,6 +21,19 @@ boost::asio::awaitable<void> rewrite_status(Client& db, Pool& pool, std::filesys
   StatusSnapshot snapshot = co_await db.run(Lane::Read, "read status", read);
   auto job = [file = std::move(file), snap = std::move(snapshot)] { write_status_file(file, snap); };
   co_await pool.run(job);
+}
+
+// The periodic purge of expired grants every grant writer's housekeeping runs (pop3d, and
+// relaygate-policyd, since with Postfix and Dovecot pop3d may not run; a purge twice is
+// harmless): on the write lane, logged; a database fault is logged and the next round retries.
+inline boost::asio::awaitable<void> purge_expired_grants(Client& db) {
+  try {
+    auto purge = [now = static_cast<int64_t>(std::time(nullptr))](Store& s) { return s.purge_expired(now); };
+    const int purged = co_await db.run(Lane::Write, "purge grants", purge);
+    if (purged > 0) log::info().kv("event", "purge").kv("expired_grants", purged);
+  } catch (const std::exception& e) {
+    log::error().kv("event", "purge-failed").kv("error", e.what());
+  }
 }
 
 }  // namespace rg::authdb

@@ -266,16 +266,10 @@ asio::awaitable<void> Server::accept_unix(local::acceptor& a, bool grant) {
 
 template <class Socket>
 asio::awaitable<void> Server::policy_session(Socket socket, std::string peer, net::ConnectionLimiter::Token token) {
-  Conn conn{[&socket] {
+  const Tracked tracked(conns_, [&socket] {
     boost::system::error_code ec;
     socket.close(ec);
-  }};
-  conns_.insert(&conn);
-  struct Untrack {
-    std::unordered_set<Conn*>& set;
-    Conn* c;
-    ~Untrack() { set.erase(c); }
-  } untrack{conns_, &conn};
+  });
   (void)token;
   const std::string id = "P" + std::to_string(++next_id_);
   RequestReader reader;
@@ -404,16 +398,10 @@ asio::awaitable<std::string> Server::answer_grant(std::string line, uint32_t uid
 
 template <class Socket>
 asio::awaitable<void> Server::grant_session(Socket socket, uint32_t uid, net::ConnectionLimiter::Token token) {
-  Conn conn{[&socket] {
+  const Tracked tracked(conns_, [&socket] {
     boost::system::error_code ec;
     socket.close(ec);
-  }};
-  conns_.insert(&conn);
-  struct Untrack {
-    std::unordered_set<Conn*>& set;
-    Conn* c;
-    ~Untrack() { set.erase(c); }
-  } untrack{conns_, &conn};
+  });
   (void)token;
   const Seconds limit(cfg.policyd.request_timeout_seconds);
   std::string pending;
@@ -467,13 +455,7 @@ void Server::log_stats(const char* when) {
 asio::awaitable<void> Server::housekeeping() {
   // pop3d purges too; with Postfix and Dovecot it may not run at all, and a purge twice is harmless.
   for (;;) {
-    try {
-      auto purge = [now = static_cast<int64_t>(std::time(nullptr))](authdb::Store& s) { return s.purge_expired(now); };
-      const int purged = co_await db.run(authdb::Lane::Write, "purge grants", purge);
-      if (purged > 0) log::info().kv("event", "purge").kv("expired_grants", purged);
-    } catch (const std::exception& e) {
-      log::error().kv("event", "purge-failed").kv("error", e.what());
-    }
+    co_await authdb::purge_expired_grants(db);
     status.request();
     if (stopping_) co_return;
     daemon::notify("STATUS=connections=" + std::to_string(limiter.total()) +

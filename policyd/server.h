@@ -63,6 +63,19 @@ class Server {
   struct Conn {
     std::function<void()> close;
   };
+  // A live connection in conns_ for its lifetime (stop() closes what is still there).
+  struct Tracked {
+    Tracked(std::unordered_set<Conn*>& set, std::function<void()> close) : set_(set), conn_{std::move(close)} {
+      set_.insert(&conn_);
+    }
+    ~Tracked() { set_.erase(&conn_); }
+    Tracked(const Tracked&) = delete;
+    Tracked& operator=(const Tracked&) = delete;
+
+   private:
+    std::unordered_set<Conn*>& set_;
+    Conn conn_;
+  };
   template <class Socket>
   boost::asio::awaitable<void> policy_session(Socket socket, std::string peer, net::ConnectionLimiter::Token token);
   template <class Socket>

@@ -59,13 +59,7 @@ void Server::on_stop() { timer_.cancel(); }
 
 asio::awaitable<void> Server::housekeeping() {
   for (;;) {
-    try {
-      auto purge = [now = static_cast<int64_t>(std::time(nullptr))](authdb::Store& s) { return s.purge_expired(now); };
-      const int purged = co_await db.run(authdb::Lane::Write, "purge grants", purge);
-      if (purged > 0) log::info().kv("event", "purge").kv("expired_grants", purged);
-    } catch (const std::exception& e) {
-      log::error().kv("event", "purge-failed").kv("error", e.what());
-    }
+    co_await authdb::purge_expired_grants(db);
     status.request();
     if (stopping()) co_return;
     // systemd's STATUS line (`systemctl status`): live counts, refreshed with the status file.
