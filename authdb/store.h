@@ -48,7 +48,8 @@ struct UserAuth {
   std::string name;
   bool enabled = true;
   std::string password_hash;                 // crypt(3) string
-  std::optional<std::string> legacy_secret;  // only for users with legacy mechanisms
+  std::optional<std::string> legacy_secret;  // only for users with legacy mechanisms: the plaintext, or an
+                                             // imported CRAM-MD5 context (shared/sasl/codec.h)
 };
 
 struct Grant {

@@ -3,8 +3,12 @@
 // RFC 4648 §3.5/§4, RFC 1321, RFC 2104, RFC 1939 §7, RFC 2195 §2.
 #include "shared/sasl/codec.h"
 
+// MD5_CTX is OpenSSL's deprecated low-level API, and the only one that lets a digest resume from
+// a saved state (EVP hides it); hmac_md5_from_context needs exactly that.
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/md5.h>
 #include <openssl/rand.h>
 #include <unistd.h>
 
@@ -125,6 +129,52 @@ std::string hmac_md5(std::string_view key, std::string_view data) {
       EVP_MAC_final(ctx.get(), out.data(), &len, out.size()) != 1 || len != kMd5Size)
     throw std::runtime_error("HMAC-MD5 failed");
   return std::string(reinterpret_cast<const char*>(out.data()), len);
+}
+
+std::optional<std::string> cram_md5_context(std::string_view secret) {
+  if (!secret.starts_with(kCramMd5ContextPrefix)) return std::nullopt;
+  const std::string_view hex = secret.substr(kCramMd5ContextPrefix.size());
+  if (hex.size() != 2 * kCramMd5ContextOctets) return std::nullopt;
+  std::string out;
+  for (std::size_t i = 0; i < hex.size(); i += 2) {
+    const auto hi = kHexDigits.find(hex[i]), lo = kHexDigits.find(hex[i + 1]);  // lower case, as stored
+    if (hi == kHexDigits.npos || lo == kHexDigits.npos) return std::nullopt;
+    out += static_cast<char>(hi * 16 + lo);
+  }
+  return out;
+}
+
+namespace {
+constexpr unsigned kMd5BlockBits = 512;  // the padded key block the saved state has consumed
+
+uint32_t le32(std::string_view b, std::size_t at) {
+  return static_cast<uint32_t>(static_cast<unsigned char>(b[at])) |
+         static_cast<uint32_t>(static_cast<unsigned char>(b[at + 1])) << 8 |
+         static_cast<uint32_t>(static_cast<unsigned char>(b[at + 2])) << 16 |
+         static_cast<uint32_t>(static_cast<unsigned char>(b[at + 3])) << 24;
+}
+
+// MD5 of (the 64-octet block behind `state`) || data.
+std::string md5_resumed(std::string_view state, std::string_view data) {
+  MD5_CTX ctx;
+  MD5_Init(&ctx);
+  ctx.A = le32(state, 0);
+  ctx.B = le32(state, 4);
+  ctx.C = le32(state, 8);
+  ctx.D = le32(state, 12);
+  ctx.Nl = kMd5BlockBits;
+  ctx.Nh = 0;
+  std::array<unsigned char, kMd5Size> out{};
+  if (MD5_Update(&ctx, data.data(), data.size()) != 1 || MD5_Final(out.data(), &ctx) != 1)
+    throw std::runtime_error("MD5 failed");
+  return std::string(reinterpret_cast<const char*>(out.data()), out.size());
+}
+}  // namespace
+
+std::string hmac_md5_from_context(std::string_view context, std::string_view data) {
+  if (context.size() != kCramMd5ContextOctets) throw std::invalid_argument("a CRAM-MD5 context is 32 octets");
+  // RFC 2104 §2: H(K^opad || H(K^ipad || data)); the context holds both states after the key.
+  return md5_resumed(context.substr(0, kMd5Size), md5_resumed(context.substr(kMd5Size), data));
 }
 
 bool ct_equal(std::string_view a, std::string_view b) {

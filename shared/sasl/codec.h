@@ -21,6 +21,17 @@ std::string hex_lower(std::string_view bytes);
 std::string md5(std::string_view data);
 // Raw 16-byte HMAC-MD5 (RFC 2104) of data under key (OpenSSL EVP_MAC).
 std::string hmac_md5(std::string_view key, std::string_view data);
+// A legacy secret (authdb UserAuth::legacy_secret) is the plaintext password, or a CRAM-MD5
+// context imported from Dovecot's {CRAM-MD5} scheme: this prefix and 64 hex digits, HMAC-MD5's
+// outer then inner MD5 state (A, B, C, D little-endian) after the padded key block, as Dovecot's
+// hmac_md5_get_cram_context writes it. A context answers CRAM-MD5 only (RFC 2195 needs nothing
+// but HMAC-MD5 of the challenge); APOP and DIGEST-MD5 need the plaintext and refuse it.
+inline constexpr std::string_view kCramMd5ContextPrefix = "{CRAM-MD5}";
+inline constexpr std::size_t kCramMd5ContextOctets = 32;
+// The 32 raw octets of a secret in the context form above, else nullopt (a plaintext secret).
+std::optional<std::string> cram_md5_context(std::string_view secret);
+// The same HMAC-MD5 as hmac_md5(key, data), resumed from a key's CRAM-MD5 context (32 octets).
+std::string hmac_md5_from_context(std::string_view context, std::string_view data);
 // Constant-time equality (CRYPTO_memcmp); a length mismatch is false, contents never exit early.
 bool ct_equal(std::string_view a, std::string_view b);
 // Constant-time compare of our lowercase hex digest with a client's hex (either case).

@@ -1,6 +1,7 @@
 // SASL CRAM-MD5 server mechanism: fresh msg-id challenge, response "user SP hex(HMAC-MD5(secret,
 // challenge))" -> NeedSecret -> constant-time compare. No initial response; unknown users cost the
-// same HMAC against a dummy secret. RFC 2195 §2 (challenge, response), RFC 2104 (HMAC).
+// same HMAC against a dummy secret; a CRAM-MD5 context imported from Dovecot (codec.h) works as
+// the secret itself. RFC 2195 §2 (challenge, response), RFC 2104 (HMAC).
 #include "shared/sasl/codec.h"
 #include "shared/sasl/mech.h"
 
@@ -51,7 +52,10 @@ class CramMd5 final : public Mechanism {
   Step provide_secret(std::optional<std::string_view> secret) override {
     if (state_ != State::AwaitSecret) return finish_protocol();
     state_ = State::Done;
-    const std::string expected = hex_lower(hmac_md5(secret.value_or(kDummySecret), challenge_));
+    // A secret imported from Dovecot may be the key's HMAC context rather than the password.
+    const auto context = secret ? cram_md5_context(*secret) : std::nullopt;
+    const std::string expected = hex_lower(context ? hmac_md5_from_context(*context, challenge_)
+                                                   : hmac_md5(secret.value_or(kDummySecret), challenge_));
     if (ct_equal_hex(expected, digest_) && secret) return Success{"", std::move(user_)};
     return Failure{Failure::Kind::BadCredentials, "CRAM-MD5: digest mismatch"};
   }

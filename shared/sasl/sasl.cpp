@@ -36,6 +36,8 @@ bool apop_verify(std::string_view timestamp, std::string_view secret, std::strin
   std::string input(timestamp);
   input += secret;
   const std::string expected = hex_lower(md5(input));
+  // A CRAM-MD5 context (codec.h) is not the password APOP digests: the same work, then refused.
+  if (cram_md5_context(secret)) return false;
   // Length is public (always 32); ct_equal_hex rejects any other length without early exit.
   return client_hex_digest.size() == kMd5HexLen && ct_equal_hex(expected, client_hex_digest);
 }

@@ -342,6 +342,35 @@ TEST(CramMd5, RejectsMalformedResponses) {
   }
 }
 
+// What `doveadm pw -s CRAM-MD5 -p tanstaaftanstaaf` (Dovecot 2.3.19) prints: the key's HMAC-MD5
+// context, imported by relaygatectl user import as the legacy secret (codec.h).
+const std::string kDovecotCramContext = "{CRAM-MD5}d06d4e1b26fccaa4b0b61801132340a354b21152711fb604ca3e035e7015116b";
+
+TEST(CramMd5, DovecotContextAnswersLikeThePassword) {
+  const auto raw = cram_md5_context(kDovecotCramContext);
+  ASSERT_TRUE(raw.has_value());
+  EXPECT_EQ(raw->size(), kCramMd5ContextOctets);
+  EXPECT_EQ(hmac_md5_from_context(*raw, kRfc2195Challenge), hmac_md5("tanstaaftanstaaf", kRfc2195Challenge));
+  EXPECT_EQ(hmac_md5_from_context(*raw, ""), hmac_md5("tanstaaftanstaaf", ""));
+  auto m = detail::make_cram_md5(kRestonCtx, kRfc2195Challenge);
+  (void)m->start(std::nullopt);
+  (void)m->step("tim b913a602c7eda7a495b4e6e7334d3890");
+  EXPECT_EQ(expect_step<Success>(m->provide_secret(kDovecotCramContext)).authcid, "tim");
+}
+
+TEST(CramMd5, PlaintextSecretsAndMalformedContextsAreNotContexts) {
+  EXPECT_FALSE(cram_md5_context("tanstaaftanstaaf"));
+  EXPECT_FALSE(cram_md5_context(kDovecotCramContext.substr(0, kDovecotCramContext.size() - 2)));
+  std::string upper = kDovecotCramContext;
+  upper.back() = 'G';
+  EXPECT_FALSE(cram_md5_context(upper));
+}
+
+TEST(CramMd5, ApopRefusesADovecotContext) {
+  const std::string ts = "<1896.697170952@dbc.mtview.ca.us>";
+  EXPECT_FALSE(apop_verify(ts, kDovecotCramContext, hex_lower(md5(ts + kDovecotCramContext))));
+}
+
 TEST(CramMd5, RefusesInitialResponseAndUsesFreshChallenges) {
   auto m = make_mechanism("CRAM-MD5", kRestonCtx);
   EXPECT_EQ(failure_kind(m->start("tim")), Kind::Protocol);
