@@ -442,6 +442,20 @@ TEST(DigestMd5, RejectsWrongSecretAndUnknownUser) {
   }
 }
 
+TEST(DigestMd5, RefusesADovecotCramContext) {
+  // The response is right for the context taken as a password: only the refusal fails it.
+  detail::DigestInput in{"bob",      "",     kDovecotCramContext,      kRfc2831Nonce, "cn",
+                         "00000001", "auth", "IMAP/mail.example.test", std::nullopt};
+  const std::string resp =
+      "username=\"bob\",nonce=\"OA6MG9tEQGm2hh\",cnonce=\"cn\",nc=00000001,"
+      "digest-uri=\"IMAP/mail.example.test\",response=" +
+      detail::digest_md5_response(in, "AUTHENTICATE");
+  auto m = detail::make_digest_md5(kElwoodCtx, kRfc2831Nonce);
+  (void)m->start(std::nullopt);
+  EXPECT_EQ(expect_step<NeedSecret>(m->step(resp)).authcid, "bob");
+  EXPECT_EQ(failure_kind(m->provide_secret(kDovecotCramContext)), Kind::BadCredentials);
+}
+
 TEST(DigestMd5, RefusesInitialResponseAndUsesFreshNonces) {
   EXPECT_EQ(failure_kind(make_mechanism("DIGEST-MD5", kElwoodCtx)->start("x")), Kind::Protocol);
   const auto c1 = expect_step<Challenge>(make_mechanism("DIGEST-MD5", kElwoodCtx)->start(std::nullopt));
