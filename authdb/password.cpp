@@ -2,14 +2,18 @@
 // the heap per call, which also makes every function safe on any worker thread.
 #include "authdb/password.h"
 
+#include <argon2.h>
 #include <crypt.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
+
+#include "shared/sasl/codec.h"
 
 namespace rg::authdb {
 namespace {
@@ -26,6 +30,51 @@ std::optional<std::string> crypt_string(std::string_view password, const std::st
   // libcrypt returns a string starting with '*' (failure token) for invalid settings.
   if (out == nullptr || out[0] == '*') return std::nullopt;
   return std::string(out);
+}
+
+// Dovecot's salted digests: "{SCHEME}" + base64(digest || salt), digest = H(password || salt).
+struct SaltedScheme {
+  std::string_view prefix;
+  const EVP_MD* (*md)();
+};
+constexpr SaltedScheme kSaltedSchemes[] = {{"{SSHA512}", EVP_sha512}, {"{SSHA256}", EVP_sha256}, {"{SSHA}", EVP_sha1}};
+constexpr size_t kMaxSaltOctets = 256;  // Dovecot's are 4-16; a longer one is not a hash of ours
+
+const SaltedScheme* salted_scheme(std::string_view hash) {
+  for (const auto& s : kSaltedSchemes)
+    if (hash.starts_with(s.prefix)) return &s;
+  return nullptr;
+}
+
+// nullopt when `hash` is not a well-formed salted digest; else whether password matches.
+std::optional<bool> verify_salted(const SaltedScheme& scheme, std::string_view hash, std::string_view password) {
+  const auto raw = sasl::base64_decode(hash.substr(scheme.prefix.size()));
+  const EVP_MD* md = scheme.md();
+  const auto digest_len = static_cast<size_t>(EVP_MD_get_size(md));
+  if (!raw || raw->size() <= digest_len || raw->size() - digest_len > kMaxSaltOctets) return std::nullopt;
+  std::string input(password);
+  input.append(*raw, digest_len);
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(input.data(), input.size(), out, &len, md, nullptr) != 1 || len != digest_len) return std::nullopt;
+  return CRYPTO_memcmp(out, raw->data(), digest_len) == 0;
+}
+
+// libargon2's encoded form; its verifier reads the parameters from the string.
+std::optional<argon2_type> argon2_kind(std::string_view hash) {
+  if (hash.starts_with("$argon2id$")) return Argon2_id;
+  if (hash.starts_with("$argon2i$")) return Argon2_i;
+  return std::nullopt;
+}
+
+// nullopt when `hash` does not decode; else whether password matches.
+std::optional<bool> verify_argon2(argon2_type kind, std::string_view hash, std::string_view password) {
+  if (password.size() > kMaxPasswordOctets) return false;
+  const std::string encoded(hash);
+  const int rc = argon2_verify(encoded.c_str(), password.data(), password.size(), kind);
+  if (rc == ARGON2_OK) return true;
+  if (rc == ARGON2_VERIFY_MISMATCH) return false;
+  return std::nullopt;
 }
 
 const std::string& dummy_hash() {
@@ -48,6 +97,8 @@ std::string hash_password(std::string_view password) {
 
 bool verify_password(std::string_view hash, std::string_view password) {
   if (hash.empty() || hash.front() == '!' || hash.front() == '*') return false;  // locked
+  if (const auto* scheme = salted_scheme(hash)) return verify_salted(*scheme, hash, password).value_or(false);
+  if (const auto kind = argon2_kind(hash)) return verify_argon2(*kind, hash, password).value_or(false);
   auto out = crypt_string(password, std::string(hash));
   if (!out || out->size() != hash.size()) return false;
   return CRYPTO_memcmp(out->data(), hash.data(), hash.size()) == 0;
@@ -59,9 +110,12 @@ bool verify_dummy(std::string_view password) {
 }
 
 bool is_supported_hash(std::string_view hash) {
-  if (hash.empty() || hash.front() != '$' || hash.size() > 512) return false;
+  if (hash.empty() || hash.size() > 512) return false;
   for (unsigned char c : hash)
     if (c <= ' ' || c >= 0x7f || c == ':') return false;
+  if (const auto* scheme = salted_scheme(hash)) return verify_salted(*scheme, hash, "relaygate-probe").has_value();
+  if (const auto kind = argon2_kind(hash)) return verify_argon2(*kind, hash, "relaygate-probe").has_value();
+  if (hash.front() != '$') return false;
   auto out = crypt_string("relaygate-probe", std::string(hash));
   // crypt returns the setting-plus-hash; it must keep the stored salt/parameters.
   return out.has_value() && out->size() == hash.size() &&

@@ -329,6 +329,37 @@ TEST(AuthDbFiles, ReadOnlyFileIsNamed) {
   EXPECT_NE(e.find("permissions"), std::string::npos) << e;
 }
 
+// The forms relaygatectl user import stores, each made by Dovecot 2.3.19's `doveadm pw -p
+// 'pässwort 1'` (the crypt and argon2 ones without Dovecot's {SCHEME} prefix, which import
+// strips): every one verifies the password and nothing else.
+TEST(Password, DovecotSchemesVerify) {
+  const std::string pw = "p\xc3\xa4sswort 1";
+  const char* hashes[] = {
+      "{SSHA512}Bup8uWqsS9IwFyeXHJt2heHof8/VLmNNBWIeVsbjR+KVwDAdb7KnkySeXhJ95w3amivIuzvCjLhAlUNaEMgFT6kzEHc=",
+      "{SSHA256}bl5eWuemVX1fvTedkUNASSqbx+sI2Nq3COYWpfNNG/2x87hw",
+      "{SSHA}VgEV1EJIYjFN6jWCs9KHDnkz9JQxEUnM",
+      "$argon2id$v=19$m=65536,t=3,p=1$s4CofpsHNeBieWlwcuP4QA$nIlNxGFBX0/QrjKRqOVWJjz4LKeWiZXi7Ma+QrU7pBY",  // {ARGON2ID}
+      "$argon2i$v=19$m=32768,t=4,p=1$gDmAxvuptE4TmPkp1JVo7w$XUpPVKCmrIKWiDHNbKy+tl1dO+itrNW7hLQ49WqztUg",   // {ARGON2I}
+      "$1$wzFoITKx$9IpARJBdePlXWgmu4wVmu.",                               // {MD5-CRYPT}
+      "$2y$05$hUIGQfvUhsPgo49fs6sUcO2auB8ZFSb5M3DZKPuD4qTf7HL0QIpGi",     // {BLF-CRYPT}
+      "$5$DnAz7WnhheHngZo4$bRgJjRz6zPqcpb.Ejt3I71PaRw6Q6zSx4VzxWTuQrM2",  // {SHA256-CRYPT}
+  };
+  for (const std::string hash : hashes) {
+    EXPECT_TRUE(rg::authdb::is_supported_hash(hash)) << hash;
+    EXPECT_TRUE(rg::authdb::verify_password(hash, pw)) << hash;
+    EXPECT_FALSE(rg::authdb::verify_password(hash, "p\xc3\xa4sswort 2")) << hash;
+    EXPECT_FALSE(rg::authdb::verify_password(hash, "")) << hash;
+  }
+}
+
+TEST(Password, MalformedImportedFormsAreNotHashes) {
+  for (const char* bad : {"{SSHA512}", "{SSHA512}not*base64", "{SSHA256}YWJj", "{SSHA}", "$argon2id$",
+                          "$argon2id$v=19$m=65536,t=3,p=1$c2FsdA$", "{SHA512}abc"}) {
+    EXPECT_FALSE(rg::authdb::is_supported_hash(bad)) << bad;
+    EXPECT_FALSE(rg::authdb::verify_password(bad, "x")) << bad;
+  }
+}
+
 TEST(Password, HashVerifyAndImportedSchemes) {
   std::string h = rg::authdb::hash_password("correct horse");
   EXPECT_EQ(h.rfind("$y$", 0), 0u);
