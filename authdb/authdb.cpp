@@ -425,6 +425,25 @@ bool AuthDb::replace_user(const User& user, const UserAuth& auth) {
   });
 }
 
+std::optional<std::string> AuthDb::write_users(const std::vector<UserWrite>& writes, int64_t now) {
+  return with_retry("import users", [&]() -> std::optional<std::string> {
+    exec("BEGIN IMMEDIATE", "begin");
+    for (const auto& w : writes) {
+      const bool add = w.kind == UserWrite::Kind::Add;
+      Stmt s(*this, add ? "INSERT INTO users(name, enabled, password_hash, legacy_secret, created_at, updated_at) "
+                          "VALUES(?1, 1, ?2, ?3, ?4, ?4) ON CONFLICT(name) DO NOTHING"
+                        : "UPDATE users SET password_hash=?2, legacy_secret=?3, updated_at=?4 WHERE name=?1");
+      s.bind(1, w.name).bind(2, w.password_hash).bind(3, w.legacy_secret).bind(4, now).run();
+      if (s.changes() != 1) {
+        exec("ROLLBACK", "rollback");
+        return w.name;
+      }
+    }
+    exec("COMMIT", "commit");
+    return std::nullopt;
+  });
+}
+
 std::vector<User> AuthDb::list_users() {
   return with_retry("list users", [&] {
     std::vector<User> out;

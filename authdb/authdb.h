@@ -64,6 +64,7 @@ class AuthDb : public Store {
   std::vector<User> list_users() override;
   bool import_user(const User& user, const UserAuth& auth) override;
   bool replace_user(const User& user, const UserAuth& auth) override;
+  std::optional<std::string> write_users(const std::vector<UserWrite>& writes, int64_t now) override;
 
   // Grants (ip in any textual form; stored canonical): create or refresh ip's grant to now + ttl.
   // False if the user does not exist or is disabled; std::invalid_argument if ip is not an address.

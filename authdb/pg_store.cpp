@@ -471,6 +471,31 @@ bool PgStore::replace_user(const User& user, const UserAuth& auth) {
   return i64(r.get(), 0, 0) == 1;
 }
 
+std::optional<std::string> PgStore::write_users(const std::vector<UserWrite>& writes, int64_t) {
+  query("import users", "BEGIN");
+  try {
+    for (const auto& w : writes) {
+      const bool add = w.kind == UserWrite::Kind::Add;
+      Result r =
+          query("import users",
+                add ? "INSERT INTO users(name, enabled, password_hash, legacy_secret, created_at, updated_at) "
+                      "VALUES($1, true, $2, $3, " RG_PG_NOW ", " RG_PG_NOW ") ON CONFLICT ((lower(name))) DO NOTHING"
+                    : "UPDATE users SET password_hash=$2, legacy_secret=$3, updated_at=" RG_PG_NOW
+                      " WHERE lower(name)=lower($1)",
+                {w.name, w.password_hash, w.legacy_secret});
+      if (!one_row_changed(r.get())) {
+        rollback();
+        return w.name;
+      }
+    }
+    query("import users", "COMMIT");
+    return std::nullopt;
+  } catch (...) {
+    rollback();
+    throw;
+  }
+}
+
 std::vector<User> PgStore::list_users() {
   // Ordered as SQLite's NOCASE column orders them, whatever the database's collation.
   Result r = query("list users",

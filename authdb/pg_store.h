@@ -58,6 +58,7 @@ class PgStore : public Store {
   std::vector<User> list_users() override;
   bool import_user(const User& user, const UserAuth& auth) override;
   bool replace_user(const User& user, const UserAuth& auth) override;
+  std::optional<std::string> write_users(const std::vector<UserWrite>& writes, int64_t now) override;
 
   bool grant(const std::string& ip, const std::string& user, const std::string& method, int64_t ttl,
              int64_t now) override;

@@ -52,6 +52,15 @@ struct UserAuth {
                                              // imported CRAM-MD5 context (shared/sasl/codec.h)
 };
 
+// One change of relaygatectl user import (Store::write_users): a new user (enabled), or new
+// credentials for an existing one (as set_password).
+struct UserWrite {
+  enum class Kind { Add, SetPassword } kind = Kind::Add;
+  std::string name;
+  std::string password_hash;
+  std::optional<std::string> legacy_secret;
+};
+
 struct Grant {
   std::string ip;  // canonical text form
   std::string user;
@@ -101,6 +110,10 @@ class Store {
   // made of these values (hash, secret, enabled, created_at); disabling drops the user's grants
   // as set_enabled does. False when no such user exists.
   virtual bool replace_user(const User& user, const UserAuth& auth) = 0;
+  // relaygatectl user import: all of `writes` in one transaction, all or nothing. An Add whose
+  // name exists or a SetPassword whose name does not (another administrator got there first)
+  // writes nothing and returns that name; a fault throws and writes nothing. nullopt: all written.
+  virtual std::optional<std::string> write_users(const std::vector<UserWrite>& writes, int64_t now) = 0;
 
   // Grants: create or refresh ip's grant to now + ttl, recording this Store's node (false: no
   // such enabled user; std::invalid_argument if ip is not an address); the live grant of ip;

@@ -54,6 +54,9 @@ struct FakeStore : Store {
   std::vector<rg::authdb::User> list_users() override { return {}; }
   bool import_user(const rg::authdb::User&, const rg::authdb::UserAuth&) override { return false; }
   bool replace_user(const rg::authdb::User&, const rg::authdb::UserAuth&) override { return false; }
+  std::optional<std::string> write_users(const std::vector<rg::authdb::UserWrite>&, int64_t) override {
+    return std::nullopt;
+  }
   bool revoke(const std::string&) override { return false; }
   int revoke_user(const std::string&) override { return 0; }
   bool import_grant(const rg::authdb::Grant&) override { return false; }

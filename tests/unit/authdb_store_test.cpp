@@ -282,6 +282,35 @@ TEST_P(StoreContract, RevokeAndDeleteUserRemoveGrants) {
   EXPECT_TRUE(db->list(now()).empty());
 }
 
+// relaygatectl user import's batch: one refused change (here the last) leaves every user as it
+// was, the earlier adds and updates included; a batch without one writes everything.
+TEST_P(StoreContract, WriteUsersIsAllOrNothing) {
+  using Kind = rg::authdb::UserWrite::Kind;
+  const std::vector<rg::authdb::UserWrite> refused = {
+      {Kind::Add, "dave", "$y$d", std::nullopt},
+      {Kind::SetPassword, "alice", "$y$changed", std::string("s")},
+      {Kind::Add, "ALICE", "$y$x", std::nullopt},
+  };
+  EXPECT_EQ(db->write_users(refused, now()), "ALICE");
+  EXPECT_FALSE(db->find_user("dave"));
+  EXPECT_EQ(db->find_user("alice")->password_hash, "$y$unused");
+  EXPECT_EQ(db->write_users({{Kind::SetPassword, "nobody", "$y$n", std::nullopt}}, now()), "nobody");
+
+  const std::vector<rg::authdb::UserWrite> good = {
+      {Kind::Add, "dave", "$y$d", std::nullopt},
+      {Kind::Add, "erin", "!", std::string("{CRAM-MD5}00")},
+      {Kind::SetPassword, "Alice", "$y$changed", std::string("s")},
+  };
+  EXPECT_EQ(db->write_users(good, now()), std::nullopt);
+  ASSERT_TRUE(db->find_user("dave"));
+  EXPECT_TRUE(db->find_user("dave")->enabled);
+  EXPECT_EQ(db->find_user("erin")->legacy_secret, "{CRAM-MD5}00");
+  EXPECT_EQ(db->find_user("alice")->password_hash, "$y$changed");
+  EXPECT_EQ(db->find_user("alice")->legacy_secret, "s");
+  EXPECT_EQ(db->list_users().size(), 3u);
+  EXPECT_EQ(db->write_users({}, now()), std::nullopt);
+}
+
 TEST_P(StoreContract, UsersAreCaseInsensitiveUniqueAndListedByName) {
   EXPECT_FALSE(db->add_user("ALICE", "$y$x", std::nullopt, now()));
   auto u = db->find_user("Alice");
