@@ -10,8 +10,10 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "authdb/authdb.h"
+#include "authdb/import.h"
 #include "authdb/password.h"
 #include "authdb/users.h"
 
@@ -399,3 +401,91 @@ TEST(UserNames, LoginMapsLocalAddressesOnly) {
 }
 
 }  // namespace
+
+// relaygatectl user import's parsers (authdb/import.h): what each Dovecot scheme becomes.
+TEST(Import, DovecotPasswdFileSchemes) {
+  const std::string file =
+      "# made by doveadm pw -p 'p\xc3\xa4sswort 1'\n"
+      "alice:{SHA512-CRYPT}$6$saltsalt$BsxWi4sDrpus9tkRTiMnrLGbqGuUONB9.FQ53wlz9/"
+      "RCmo3k6swfD.kCPz8HfJ6dE9fVoM0YSHSnWEF.pd5rz.::::::\n"
+      "Bob@Example.TEST:{ssha256.hex}6e5e5e5ae7a6557d5fbd379d914340492a9bc7eb08d8dab708e616a5f34d1bfdb1f3b870\n"
+      "carol:{PLAIN.B64}cMOkc3N3b3J0IDE=\r\n"
+      "dave:{CRAM-MD5}" +
+      std::string(64, 'a') +
+      "\n"
+      "\n"
+      "erin:$2y$05$hUIGQfvUhsPgo49fs6sUcO2auB8ZFSb5M3DZKPuD4qTf7HL0QIpGi\n"
+      "frank:\n";
+  auto list = rg::authdb::parse_dovecot_passwd(file, "users", {"example.test"});
+  ASSERT_EQ(list.users.size(), 5u);
+  EXPECT_EQ(list.users[0].name, "alice");
+  EXPECT_EQ(list.users[0].scheme, "SHA512-CRYPT");
+  EXPECT_TRUE(rg::authdb::verify_password(*list.users[0].hash, "p\xc3\xa4sswort 1"));
+  EXPECT_EQ(list.users[1].name, "bob");
+  EXPECT_EQ(list.users[1].line, 3);
+  ASSERT_TRUE(list.users[1].hash);
+  EXPECT_TRUE(rg::authdb::verify_password(*list.users[1].hash, "p\xc3\xa4sswort 1")) << *list.users[1].hash;
+  EXPECT_EQ(list.users[2].plaintext, "p\xc3\xa4sswort 1");
+  EXPECT_EQ(list.users[3].cram_context, "{CRAM-MD5}" + std::string(64, 'a'));
+  EXPECT_FALSE(list.users[3].hash);
+  EXPECT_EQ(list.users[4].scheme, "CRYPT");
+  EXPECT_TRUE(rg::authdb::verify_password(*list.users[4].hash, "p\xc3\xa4sswort 1"));
+  ASSERT_EQ(list.skipped.size(), 1u);
+  EXPECT_EQ(list.skipped[0].name, "frank");
+}
+
+TEST(Import, DovecotPasswdFileErrorsNameFileLineField) {
+  auto error = [](const std::string& text) -> std::string {
+    try {
+      rg::authdb::parse_dovecot_passwd(text, "users", {"example.test"});
+    } catch (const rg::authdb::ImportError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_EQ(error("a:{PLAIN}x\nb:{SHA1}abc\n").rfind("users:2: field password of b: scheme {SHA1}", 0), 0u)
+      << error("a:{PLAIN}x\nb:{SHA1}abc\n");
+  EXPECT_EQ(error("a:{PLAIN}x\nA:{PLAIN}y\n"), "users:2: field user: a appears twice");
+  EXPECT_NE(error("a@elsewhere.test:{PLAIN}x\n").find("users:1: field user"), std::string::npos);
+  EXPECT_NE(error("a:{CRAM-MD5}abcd\n").find("not a {CRAM-MD5} context"), std::string::npos);
+  EXPECT_NE(error("a:{SHA512-CRYPT}$6$broken\n").find("users:1: field password of a"), std::string::npos);
+  EXPECT_NE(error("a\n").find("users:1: field password: missing"), std::string::npos);
+  EXPECT_EQ(error(""), "");
+}
+
+TEST(Import, ShadowSkipsSystemLockedEmptyAndExpired) {
+  const char* passwd =
+      "root:x:0:0:root:/root:/bin/bash\n"
+      "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+      "alice:x:1000:1000::/home/alice:/bin/bash\n"
+      "bob:x:1001:1001::/home/bob:/bin/bash\n"
+      "carol:x:1002:1002::/home/carol:/bin/bash\n"
+      "dave:x:1003:1003::/home/dave:/bin/bash\n"
+      "erin:x:1004:1004::/home/erin:/bin/bash\n"
+      "frank:x:1005:1005::/home/frank:/bin/bash\n";
+  const std::string h =
+      "$6$saltsalt$BsxWi4sDrpus9tkRTiMnrLGbqGuUONB9.FQ53wlz9/RCmo3k6swfD.kCPz8HfJ6dE9fVoM0YSHSnWEF.pd5rz.";
+  const std::string shadow = "root:" + h + ":19000:0:99999:7:::\n" + "nobody:*:19000:0:99999:7:::\n" + "alice:" + h +
+                             ":19000:0:99999:7:::\n" + "bob:!" + h + ":19000:0:99999:7:::\n" + "carol::19000::::::\n" +
+                             "dave:" + h + ":19000:0:99999:7::19999:\n" + "erin:" + h + ":0:0:99999:7:::\n" +
+                             "frank:" + h + ":19000:0:30:7:5::\n";
+  auto uids = rg::authdb::parse_login_defs("# comment\nUID_MIN\t\t 1000\nUID_MAX 60000\n");
+  EXPECT_EQ(uids.min, 1000);
+  EXPECT_EQ(uids.max, 60000);
+  auto list = rg::authdb::parse_shadow(shadow, "shadow", passwd, "passwd", uids, 20000);
+  ASSERT_EQ(list.users.size(), 1u);
+  EXPECT_EQ(list.users[0].name, "alice");
+  EXPECT_EQ(list.users[0].hash, h);
+  EXPECT_EQ(list.users[0].scheme, "shadow $6$");
+  std::map<std::string, std::string> why;
+  for (const auto& s : list.skipped) why[s.name] = s.reason;
+  EXPECT_EQ(why["root"], "system account (uid 0)");
+  EXPECT_EQ(why["nobody"], "system account (uid 65534)");
+  EXPECT_EQ(why["bob"], "locked");
+  EXPECT_EQ(why["carol"], "no password");
+  EXPECT_EQ(why["dave"], "account expired");
+  EXPECT_EQ(why["erin"], "password must be changed first (lastchg 0)");
+  EXPECT_EQ(why["frank"], "password expired");
+  EXPECT_THROW(rg::authdb::parse_shadow("alice:x:1\n", "shadow", passwd, "passwd", uids, 20000),
+               rg::authdb::ImportError);
+}
